@@ -1,0 +1,69 @@
+"""Helpers for tests that drive Ansible and the sandbox hosts (Molecule verify steps, unit tests).
+
+Tests that need to drive Ansible themselves (bad input, check mode) run ansible-playbook
+against the scenario's own inventory, the same way Molecule does.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def run_playbook(scenario_dir, playbook, *args, extra_vars=None):
+    """Run a playbook of the scenario (or any path) against the scenario inventory.
+
+    Returns the CompletedProcess with stdout and stderr merged into .stdout.
+    """
+    scenario_dir = Path(scenario_dir)
+    cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(scenario_dir / "inventory"), str(scenario_dir / playbook)]
+    # playbook may also be a path relative to the project (tests/playbooks/...)
+    if extra_vars is not None:
+        cmd += ["-e", json.dumps(extra_vars)]
+    cmd += list(args)
+    env = dict(os.environ,
+               ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
+               ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
+               ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0")
+    return subprocess.run(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=900, check=False)
+
+
+def apply_role(scenario_dir, role, role_vars, *args):
+    """Apply `role` with `role_vars` (extra vars) to the scenario's hosts."""
+    return run_playbook(scenario_dir, PROJECT / "tests/playbooks/apply-role.yml", *args,
+                        extra_vars={"role_under_test": role, **role_vars})
+
+
+def recap(result):
+    """{host: {'ok': n, 'changed': n, 'unreachable': n, 'failed': n}} from a play recap."""
+    return {m[0]: dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m[1:])))
+            for m in RECAP.findall(result.stdout)}
+
+
+def assert_check_mode_clean(scenario_dir, playbook="converge.yml"):
+    """`--check --diff` on a converged host must succeed and report no change."""
+    result = run_playbook(scenario_dir, playbook, "--check", "--diff")
+    summary = recap(result)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert summary, result.stdout[-4000:]
+    changed = {h: s["changed"] for h, s in summary.items() if s["changed"]}
+    assert not changed, f"check mode reports changes on a converged host: {changed}\n{result.stdout[-4000:]}"
+
+
+def ssh(host, user, command):
+    """Log in to a test host over SSH as `user` with the sandbox key and run `command`."""
+    hostvars = host.ansible.get_variables()
+    key = hostvars["ansible_ssh_private_key_file"]
+    return subprocess.run(
+        ["ssh", "-i", key, "-p", str(hostvars["ansible_port"]), "-o", "BatchMode=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+         "-o", "ConnectTimeout=10", f"{user}@{hostvars['ansible_host']}", command],
+        text=True, capture_output=True, timeout=60, check=False)
