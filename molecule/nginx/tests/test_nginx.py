@@ -1,0 +1,497 @@
+"""Behaviour of the `nginx` role on a converged host (see ../converge.yml).
+
+Every request is made from inside the container with curl or openssl, to nginx on the
+loopback. The applications behind nginx are small Python HTTP servers started by the
+`upstreams` fixture: one on 127.0.0.1:8001 ("shop"), one on a unix socket ("blog").
+Each answers every request with JSON describing what it received.
+"""
+
+import base64
+import copy
+import json
+import shlex
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import yaml
+from sandbox_support import apply_role, assert_check_mode_clean
+
+CERT = "/etc/ssl/certs/webdeploy-test.pem"
+STATIC = "/srv/apps/shop/current/static"
+UPSTREAM_SCRIPT = "/usr/local/lib/webdeploy-test/upstream.py"
+UPSTREAMS = {  # unit name: (app name, kind, address)
+    "webdeploy-test-shop": ("shop", "tcp", "8001"),
+    "webdeploy-test-blog": ("blog", "unix", "/run/webdeploy-test/blog.sock"),
+}
+
+# The application stand-in. It tells systemd it is ready only once it listens
+# (Type=notify), so `systemd-run` returns when requests can be served.
+UPSTREAM = r'''
+import json, os, socket, socketserver, sys
+from http.server import BaseHTTPRequestHandler
+
+NAME, KIND, ADDRESS = sys.argv[1:4]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        received = self.rfile.read(length) if length else b""
+        body = json.dumps({"upstream": NAME, "method": self.command, "path": self.path,
+                           "headers": dict(self.headers.items()),
+                           "body_length": len(received)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = answer
+
+    def log_message(self, *args):
+        pass
+
+
+class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+if KIND == "tcp":
+    server = TCPServer(("127.0.0.1", int(ADDRESS)), Handler)
+else:
+    os.makedirs(os.path.dirname(ADDRESS), exist_ok=True)
+    if os.path.exists(ADDRESS):
+        os.unlink(ADDRESS)
+    server = UnixServer(ADDRESS, Handler)
+    os.chmod(ADDRESS, 0o666)  # nginx's workers (www-data) connect to it
+
+notify = os.environ["NOTIFY_SOCKET"]
+ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+ready.connect("\0" + notify[1:] if notify.startswith("@") else notify)
+ready.sendall(b"READY=1")
+server.serve_forever()
+'''
+
+Response = namedtuple("Response", "rc status headers body stderr")
+
+
+def run(host, command):
+    with host.sudo():
+        return host.run(command)
+
+
+def request(host, url, *options, body=True, loopback=True):
+    """curl `url` inside the container (with `loopback`, every name goes to 127.0.0.1).
+
+    Returns Response(rc, status, headers (lower-case names), body, stderr); status is
+    None when nginx gave no answer (curl's rc tells why).
+    """
+    output = "-i" if body else "-o /dev/null -D -"
+    command = (f"curl -sS {output} --max-time 20 --cacert {CERT} "
+               + ("--connect-to ::127.0.0.1: " if loopback else "")
+               + " ".join(shlex.quote(o) for o in options) + " " + shlex.quote(url))
+    result = run(host, command)
+    if result.rc != 0:
+        return Response(result.rc, None, {}, "", result.stderr)
+    text = result.stdout
+    while True:
+        head, _, text = text.partition("\r\n\r\n")
+        status = int(head.split(None, 2)[1])
+        if status != 100:
+            break
+    headers = {}
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Response(result.rc, status, headers, text, result.stderr)
+
+
+def assert_closed_without_answer(response):
+    """nginx's catch-all closed the connection (return 444): no HTTP answer at all."""
+    # 52: empty reply, 56: connection reset. Not 7: nothing listening would be a failure.
+    assert response.status is None and response.rc in (52, 56), response
+
+
+def assert_tls_refused(response):
+    """The TLS handshake was rejected (curl 35), as the catch-all does for unknown names."""
+    assert response.status is None and response.rc == 35, response
+
+
+def app(response):
+    """The JSON an upstream answered, or None if the answer did not come from one."""
+    try:
+        data = json.loads(response.body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and "upstream" in data else None
+
+
+def tls_handshake(host, *options, server_name="shop.test"):
+    """openssl s_client against nginx on 127.0.0.1:443; stdout and stderr merged."""
+    command = ("openssl s_client -connect 127.0.0.1:443 -servername " + shlex.quote(server_name)
+               + f" -CAfile {CERT} -verify_return_error "
+               + " ".join(shlex.quote(o) for o in options) + " < /dev/null 2>&1")
+    return run(host, command)
+
+
+def nginx_processes(host):
+    """(master PID, set of worker PIDs)."""
+    master = run(host, "cat /run/nginx.pid").stdout.strip()
+    workers = run(host, f"pgrep -P {master} -f 'worker process$'").stdout.split()
+    return master, set(workers)
+
+
+def converge_vars(scenario_dir):
+    """The role variables converge.yml sets, to re-apply them with changes."""
+    play = yaml.safe_load((Path(scenario_dir) / "converge.yml").read_text(encoding="utf-8"))[0]
+    role = dict(play["roles"][0])
+    del role["role"]
+    return copy.deepcopy(role)
+
+
+def vhost(role_vars, name):
+    return next(v for v in role_vars["nginx_vhosts"] if v["name"] == name)
+
+
+@pytest.fixture(name="upstreams", scope="module")
+def fixture_upstreams(host):
+    """Start the two application stand-ins for the tests of this module."""
+    script = base64.b64encode(UPSTREAM.encode()).decode()
+    run(host, f"install -d {Path(UPSTREAM_SCRIPT).parent} && echo {script} | base64 -d > {UPSTREAM_SCRIPT}")
+    for unit, args in UPSTREAMS.items():
+        run(host, f"systemctl stop {unit}; systemctl reset-failed {unit}")
+        started = run(host, f"systemd-run --unit={unit} --service-type=notify --collect "
+                            f"/usr/bin/python3 {UPSTREAM_SCRIPT} {' '.join(args)}")
+        assert started.rc == 0, started.stderr
+    yield
+    for unit in UPSTREAMS:
+        run(host, f"systemctl stop {unit}")
+
+
+# --- serving ---------------------------------------------------------------------------
+
+def test_nginx_runs_enabled_with_a_valid_configuration(host):
+    assert host.service("nginx").is_running
+    assert host.service("nginx").is_enabled
+    assert run(host, "nginx -t").rc == 0
+    # Debian's default site is gone: the catch-all answers for unknown names instead.
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_https_request_reaches_the_tcp_upstream_with_proxy_headers(host):
+    response = request(host, "https://shop.test/orders?page=2",
+                       "-H", "X-Forwarded-For: 203.0.113.9", "-H", "Proxy: http://evil.test")
+    assert response.status == 200, response
+    answer = app(response)
+    assert answer and answer["upstream"] == "shop", response.body
+    assert answer["path"] == "/orders?page=2"
+    sent = {k.lower(): v for k, v in answer["headers"].items()}
+    assert sent["host"] == "shop.test"
+    assert sent["x-forwarded-proto"] == "https"
+    assert sent["x-forwarded-host"] == "shop.test"
+    # nginx is the edge: a client cannot make the app believe it comes from elsewhere.
+    assert sent["x-forwarded-for"] == "127.0.0.1"
+    assert sent["x-real-ip"] == "127.0.0.1"
+    assert "proxy" not in sent
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_unix_socket_upstream_over_http_ipv4_and_ipv6(host):
+    for url in ("http://127.0.0.1/posts", "http://[::1]/posts"):
+        response = request(host, url, "-g", "-H", "Host: blog.test", loopback=False)
+        assert response.status == 200, response
+        answer = app(response)
+        assert answer and answer["upstream"] == "blog", response.body
+        sent = {k.lower(): v for k, v in answer["headers"].items()}
+        assert sent["x-forwarded-proto"] == "http"
+        assert sent["host"] == "blog.test"
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_static_files_are_served_by_nginx_from_disk(host):
+    response = request(host, "https://shop.test/static/hello.txt")
+    assert response.status == 200, response
+    assert response.body == "hello from disk\n"
+    assert app(response) is None
+    assert "max-age=604800" in response.headers.get("cache-control", "")
+    # a missing file is nginx's 404, not a request to the app
+    missing = request(host, "https://shop.test/static/missing.txt")
+    assert missing.status == 404
+    assert app(missing) is None
+    # the prefix ends with a slash: no way out into sibling directories (the URL is the app's)
+    sideways = request(host, "https://shop.test/static../current/static/hello.txt")
+    assert app(sideways) is not None, sideways
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_static_text_is_compressed(host):
+    response = request(host, "https://shop.test/static/site.css", "-H", "Accept-Encoding: gzip", body=False)
+    assert response.status == 200, response
+    assert response.headers.get("content-encoding") == "gzip"
+    plain = request(host, "https://shop.test/static/site.css", body=False)
+    assert "content-encoding" not in plain.headers
+
+
+def test_tls_1_1_is_refused_by_the_server_and_1_2_accepted(host):
+    # The client is told to offer TLS 1.1 at security level 0, so any refusal comes from
+    # nginx: it answers with a protocol_version alert.
+    old = tls_handshake(host, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
+    assert old.rc != 0, old.stdout
+    assert "alert protocol version" in old.stdout, old.stdout
+    for version, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+        ok = tls_handshake(host, version)
+        assert ok.rc == 0, ok.stdout
+        assert f"New, {name}, Cipher is" in ok.stdout, ok.stdout
+        assert "Verify return code: 0 (ok)" in ok.stdout, ok.stdout
+
+
+def test_tls_1_2_offers_only_forward_secret_aead_ciphers(host):
+    # The client offers only what the server must not accept (RSA key exchange, CBC,
+    # SHA-1 MACs, ...): the server ends the handshake with a handshake_failure alert.
+    weak = tls_handshake(host, "-tls1_2", "-cipher", "DEFAULT:AES128-SHA:AES256-SHA@SECLEVEL=0:!ECDHE")
+    assert weak.rc != 0, weak.stdout
+    assert "alert handshake failure" in weak.stdout, weak.stdout
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_http2_is_negotiated(host):
+    result = run(host, f"curl -sS -o /dev/null -w '%{{http_version}}' --cacert {CERT} "
+                       "--connect-to ::127.0.0.1: https://shop.test/")
+    assert result.stdout == "2", result.stdout + result.stderr
+
+
+def test_http_redirects_to_https_when_asked(host):
+    response = request(host, "http://shop.test/orders?page=2")
+    assert response.status == 301
+    assert response.headers["location"] == "https://shop.test/orders?page=2"
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_hsts_only_where_enabled(host):
+    assert request(host, "https://shop.test/").headers["strict-transport-security"] == "max-age=63072000"
+    blog = request(host, "https://blog.test/")
+    assert blog.status == 200
+    assert "strict-transport-security" not in blog.headers
+    # blog has no redirect: plain HTTP is served too
+    assert app(request(host, "http://blog.test/"))["upstream"] == "blog"
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_security_and_extra_headers(host):
+    shop = request(host, "https://shop.test/")
+    assert shop.headers["x-content-type-options"] == "nosniff"
+    assert shop.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    assert shop.headers["x-frame-options"] == "DENY"  # the vhost's own value
+    # also on files nginx serves itself and on its error pages
+    for url in ("https://shop.test/static/hello.txt", "https://shop.test/static/missing.txt"):
+        assert request(host, url).headers["x-content-type-options"] == "nosniff"
+    blog = request(host, "https://blog.test/")
+    assert blog.headers["x-frame-options"] == "SAMEORIGIN"
+    assert blog.headers["x-served-by"] == "blog"
+    assert "referrer-policy" not in blog.headers  # dropped by the vhost
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_server_header_and_error_pages_carry_no_version(host):
+    for url in ("https://shop.test/", "http://shop.test/", "https://shop.test/static/missing.txt"):
+        response = request(host, url)
+        assert response.headers["server"] == "nginx", response
+        assert "nginx/" not in response.body
+
+
+def test_extra_config_is_part_of_the_vhost(host):
+    response = request(host, "https://blog.test/healthz")
+    assert response.status == 200
+    assert response.body == "healthy"
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_request_bodies_are_limited_per_vhost(host):
+    run(host, "head -c 2000000 /dev/zero > /tmp/two-megabytes && head -c 500000 /dev/zero > /tmp/half-megabyte")
+    small = request(host, "https://shop.test/upload", "--data-binary", "@/tmp/half-megabyte")
+    assert small.status == 200
+    assert app(small)["body_length"] == 500000  # buffered by nginx, passed on whole
+    large = request(host, "https://shop.test/upload", "--data-binary", "@/tmp/two-megabytes")
+    assert large.status == 413
+    # blog keeps the global limit (10m)
+    assert request(host, "https://blog.test/upload", "--data-binary", "@/tmp/two-megabytes").status == 200
+
+
+def test_unknown_names_get_no_answer(host):
+    for name in ("unknown.test", "localhost"):
+        assert_closed_without_answer(request(host, "http://127.0.0.1/", "-H", f"Host: {name}"))
+    handshake = tls_handshake(host, server_name="unknown.test")
+    assert handshake.rc != 0
+    assert "unrecognized name" in handshake.stdout, handshake.stdout
+    assert_tls_refused(request(host, "https://unknown.test/"))
+
+
+def test_vhost_marked_absent_is_gone(host):
+    # prepare.yml served retired.test; converge marked it absent.
+    assert not host.file("/etc/nginx/sites-enabled/retired.conf").exists
+    assert_closed_without_answer(request(host, "http://retired.test/hello.txt"))
+
+
+# --- changes: reload, never restart; removal --------------------------------------------
+
+@pytest.mark.usefixtures("upstreams")
+def test_vhost_added_by_reload_then_removed(host, scenario_dir):
+    master, workers = nginx_processes(host)
+    assert_tls_refused(request(host, "https://pop.test/"))
+
+    role_vars = converge_vars(scenario_dir)
+    pop = {"name": "pop", "server_names": ["pop.test"], "upstream": {"port": 8001},
+           "tls": vhost(role_vars, "shop")["tls"]}
+    role_vars["nginx_vhosts"].append(pop)
+    added = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
+    assert added.returncode == 0, added.stdout[-3000:]
+    response = request(host, "https://pop.test/")
+    assert response.status == 200, response
+    assert app(response)["headers"]["Host"] == "pop.test"
+    new_master, new_workers = nginx_processes(host)
+    assert new_master == master  # not restarted ...
+    assert not new_workers & workers  # ... but reloaded: new workers
+
+    role_vars["nginx_vhosts"][-1] = {"name": "pop", "state": "absent"}
+    removed = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
+    assert removed.returncode == 0, removed.stdout[-3000:]
+    assert not host.file("/etc/nginx/sites-enabled/pop.conf").exists
+    assert_tls_refused(request(host, "https://pop.test/"))
+    assert_closed_without_answer(request(host, "http://pop.test/"))
+    assert nginx_processes(host)[0] == master
+
+
+# --- what must not change -------------------------------------------------------------
+
+# Everything under /etc/nginx (names, link targets, inodes, sizes, times, contents) and
+# the nginx processes: a reload would replace the workers.
+SNAPSHOT = ("find /etc/nginx -printf '%p %y %l %i %s %T@\\n' | sort; "
+            "find /etc/nginx -type f -exec sha256sum {} + | sort; "
+            "cat /run/nginx.pid; pgrep -P \"$(cat /run/nginx.pid)\" -f 'worker process$' | sort")
+
+
+def snapshot(host):
+    result = run(host, SNAPSHOT)
+    assert result.rc == 0, result.stderr
+    return result.stdout
+
+
+def _unknown_directive(role_vars):
+    vhost(role_vars, "shop")["extra_config"] = "no_such_directive on;"
+
+
+def _missing_certificate(role_vars):
+    vhost(role_vars, "blog")["tls"] = {"certificate": "/etc/ssl/certs/missing.pem",
+                                       "key": "/etc/ssl/private/missing.key"}
+
+
+def _bad_main_config(role_vars):
+    role_vars["nginx_http_extra_config"] = "no_such_global_directive on;"
+
+
+REJECTED_BY_NGINX = {
+    "unknown directive in a vhost": (_unknown_directive,
+                                     'unknown directive "no_such_directive" in /etc/nginx/sites-enabled/shop.conf'),
+    "missing certificate": (_missing_certificate, 'cannot load certificate "/etc/ssl/certs/missing.pem"'),
+    "unknown directive in the main configuration": (_bad_main_config,
+                                                    'unknown directive "no_such_global_directive" in /etc/nginx/nginx.conf'),
+}
+
+
+@pytest.mark.usefixtures("upstreams")
+@pytest.mark.parametrize("case", REJECTED_BY_NGINX)
+def test_configuration_nginx_rejects_fails_and_keeps_serving(host, scenario_dir, case):
+    spoil, message = REJECTED_BY_NGINX[case]
+    role_vars = converge_vars(scenario_dir)
+    spoil(role_vars)
+    # a valid change in the same run must not be applied either
+    vhost(role_vars, "blog")["headers"]["X-New-Header"] = "must not appear"
+    before = snapshot(host)
+
+    result = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
+
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "nginx rejected the new configuration" in result.stdout, result.stdout[-3000:]
+    assert message in result.stdout, result.stdout[-3000:]
+    assert snapshot(host) == before  # no file touched, no reload
+    assert run(host, "nginx -t").rc == 0  # what is on disk still loads
+    blog = request(host, "https://blog.test/")
+    assert app(blog)["upstream"] == "blog"
+    assert "x-new-header" not in blog.headers
+    assert app(request(host, "https://shop.test/"))["upstream"] == "shop"
+
+
+# Bad input fails before anything happens. "extra" is a valid new vhost listed beside the
+# bad entry: it must not appear.
+EXTRA = {"name": "extra", "server_names": ["extra.test"], "upstream": {"port": 8001}}
+BAD_INPUTS = {
+    "server name with a space": ({"name": "bad", "server_names": ["bad .test"]},
+                                 "server_names must be a non-empty list of names without spaces"),
+    "no server name": ({"name": "bad", "upstream": {"port": 8001}}, "server_names must be a non-empty list"),
+    "port that is not a number": ({"name": "bad", "server_names": ["bad.test"], "upstream": {"port": "eighty"}},
+                                  "argument 'port' is of type str found in 'nginx_vhosts -> upstream'"),
+    "misspelt option": ({"name": "bad", "server_name": ["bad.test"]},
+                        "nginx_vhosts.server_name. Supported parameters include"),
+    "socket and port": ({"name": "bad", "server_names": ["bad.test"],
+                         "upstream": {"port": 8001, "socket": "/run/bad.sock"}},
+                        "upstream takes exactly one of socket"),
+    "relative socket": ({"name": "bad", "server_names": ["bad.test"], "upstream": {"socket": "run/bad.sock"}},
+                        "upstream takes exactly one of socket"),
+    "redirect without tls": ({"name": "bad", "server_names": ["bad.test"], "https_redirect": True},
+                             "https_redirect and hsts need tls"),
+    "static prefix without its slash": ({"name": "bad", "server_names": ["bad.test"],
+                                         "static": [{"location": "/media", "path": "/srv/media"}]},
+                                        "each static location starts and ends with '/'"),
+    "directive smuggled in a path": ({"name": "bad", "server_names": ["bad.test"],
+                                      "static": [{"location": "/media/", "path": "/srv/media; autoindex on"}]},
+                                     "none may contain spaces, quotes or ';'"),
+    "header value over two lines": ({"name": "bad", "server_names": ["bad.test"],
+                                     "headers": {"X-Bad": "a\nSet-Cookie: x=1"}},
+                                    "header values are one line"),
+    "name already served by another vhost": ({"name": "bad", "server_names": ["shop.test"]},
+                                             "claimed by more than one vhost: shop.test"),
+    "invalid vhost name": ({"name": "Bad Name", "server_names": ["bad.test"]}, "Invalid nginx vhost name"),
+    "same vhost twice in one list": (EXTRA, "appear more than once in the same list: extra"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, case):
+    entry, message = BAD_INPUTS[case]
+    role_vars = converge_vars(scenario_dir)
+    role_vars["nginx_vhosts"] += [EXTRA, entry]
+    before = snapshot(host)
+    result = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert message in result.stdout, result.stdout[-3000:]
+    assert snapshot(host) == before
+    assert not host.file("/etc/nginx/sites-enabled/extra.conf").exists
+
+
+# The argument specs' messages (the output also lists the whole spec, so each message
+# is matched in full, not just the variable's name).
+@pytest.mark.parametrize("role_vars, message", [
+    ({"nginx_vhosts": "shop"}, "Elements value for option 'nginx_vhosts' is of type str"),
+    ({"nginx_ssl_protocols": ["TLSv1.1", "TLSv1.2"]},
+     "value of nginx_ssl_protocols must be one or more of: TLSv1.2, TLSv1.3. Got no match for: TLSv1.1"),
+    ({"nginx_worker_connections": "many"},
+     "argument 'nginx_worker_connections' is of type str and we were unable to convert to int"),
+], ids=["vhosts given as a string", "TLS 1.1 requested", "word for a number"])
+def test_wrong_types_fail_clearly_and_change_nothing(host, scenario_dir, role_vars, message):
+    before = snapshot(host)
+    result = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "Validation of arguments failed" in result.stdout, result.stdout[-3000:]
+    assert message in result.stdout, result.stdout[-3000:]
+    assert snapshot(host) == before
+
+
+def test_check_mode_reports_no_change(scenario_dir):
+    assert_check_mode_clean(scenario_dir)
