@@ -21,18 +21,23 @@ def read(host, path):
         return host.check_output(f"cat {path}") if host.file(path).exists else ""
 
 
-def force_rotation(host):
-    """Rotate the ticker's log now; return (rotated text, live text) once the live file
-    has had time for at least 20 new lines (polled, 15 s at most)."""
-    with host.sudo():
-        host.check_output("logrotate -f /etc/logrotate.d/ticker")
+def wait_for_live_lines(host):
+    """The live log once it holds at least 20 lines (polled, 15 s at most)."""
     live = ""
     for _ in range(75):
         time.sleep(0.2)
         live = read(host, LOG)
         if len(numbers(live)) >= 20:
             break
-    return read(host, LOG + ".1"), live
+    return live
+
+
+def force_rotation(host):
+    """Rotate the ticker's log now; return (rotated text, live text) once the live file
+    has had time for new lines."""
+    with host.sudo():
+        host.check_output("logrotate -f /etc/logrotate.d/ticker")
+    return read(host, LOG + ".1"), wait_for_live_lines(host)
 
 
 def test_daily_rotation_is_scheduled(host):
@@ -88,12 +93,7 @@ def test_rotation_loses_no_line_written_outside_the_copy_window(host):
             host.check_output("logrotate -f /etc/logrotate.d/ticker")
         finally:
             host.check_output(f"kill -CONT {pid}")
-    live = ""
-    for _ in range(75):
-        time.sleep(0.2)
-        live = read(host, LOG)
-        if len(numbers(live)) >= 20:
-            break
+    live = wait_for_live_lines(host)
     together = numbers(read(host, LOG + ".1")) + numbers(live)
     run = latest_run(together)
     assert len(run) > len(numbers(live)), "the writer restarted during the test"
