@@ -1,6 +1,7 @@
-"""Behaviour of the `logrotate` role on the log of a live Circus watcher (../converge.yml).
+"""Behaviour of the `logrotate` role on the logs of live Circus watchers (../converge.yml).
 
-The watcher `ticker` prints "seq <n>" every 0.1 s; Circus keeps its log file open.
+Both watchers print "seq <n>" every 0.1 s. Circus reopens `ticker`'s log when it is
+renamed (rotated with create) and keeps `holder`'s open for good (rotated with copytruncate).
 """
 
 import time
@@ -8,8 +9,9 @@ import time
 import pytest
 from sandbox_support import apply_role, assert_check_mode_clean
 
-LOG = "/var/log/ticker/stdout.log"
-ENTRY = {"name": "ticker", "paths": ["/var/log/ticker/*.log"], "rotate": 3, "su": ["root", "adm"]}
+LOG = "/var/log/holder/stdout.log"
+ENTRY = {"name": "holder", "paths": ["/var/log/holder/*.log"], "rotate": 3, "su": ["root", "adm"]}
+TICKER_LOG = "/var/log/ticker/stdout.log"
 
 
 def numbers(text):
@@ -33,10 +35,10 @@ def wait_for_live_lines(host):
 
 
 def force_rotation(host):
-    """Rotate the ticker's log now; return (rotated text, live text) once the live file
+    """Rotate the holder's log now; return (rotated text, live text) once the live file
     has had time for new lines."""
     with host.sudo():
-        host.check_output("logrotate -f /etc/logrotate.d/ticker")
+        host.check_output("logrotate -f /etc/logrotate.d/holder")
     return read(host, LOG + ".1"), wait_for_live_lines(host)
 
 
@@ -44,15 +46,41 @@ def test_daily_rotation_is_scheduled(host):
     assert host.service("logrotate.timer").is_enabled
 
 
-def test_entry_uses_copytruncate(host):
-    assert "copytruncate" in host.file("/etc/logrotate.d/ticker").content_string
+def test_each_entry_uses_the_mode_of_its_writer(host):
+    assert "copytruncate" in host.file("/etc/logrotate.d/holder").content_string
+    ticker = host.file("/etc/logrotate.d/ticker").content_string
+    assert "create 0640 root adm" in ticker and "copytruncate" not in ticker
     assert not host.file("/etc/logrotate.d/retired").exists
 
 
-def wait_for_lines(host):
+def test_reopening_writer_loses_no_line_across_rotations(host):
+    # No pause anywhere: ten rotations while the writer runs. Every line of its latest run
+    # must be found exactly once in the live file or one of the rotated ones.
+    wait_for_lines(host, TICKER_LOG)
+    rotations = 10
+    with host.sudo():
+        for _ in range(rotations):
+            host.check_output("logrotate -f /etc/logrotate.d/ticker")
+            time.sleep(0.5)
+        time.sleep(1)  # lines still in the pipe reach a file
+        rotated = [name for name in host.check_output("ls -1 /var/log/ticker/").split()
+                   if name.startswith("stdout.log.")]
+        # Oldest first (stdout.log.20[.gz] ... stdout.log.1), the live file last.
+        rotated.sort(key=lambda name: -int(name.split(".")[2]))
+        text = host.check_output(
+            "cd /var/log/ticker && zcat -f " + " ".join(rotated + ["stdout.log"]))
+    assert len(rotated) >= rotations, rotated
+    run = latest_run(numbers(text))
+    assert len(run) >= rotations * 4, "the writer did not run through the rotations"
+    assert len(run) == len(set(run)), "lines written twice"
+    missing = sorted(set(range(run[0], run[-1] + 1)) - set(run))
+    assert not missing and contiguous(run), f"lines lost: {missing[:20]}"
+
+
+def wait_for_lines(host, path=LOG):
     """Let the writer run long enough that the log is not empty (notifempty)."""
     for _ in range(50):
-        if numbers(read(host, LOG)):
+        if numbers(read(host, path)):
             return
         time.sleep(0.2)
 
@@ -86,11 +114,11 @@ def test_rotation_loses_no_line_written_outside_the_copy_window(host):
     # before is in the rotated file, every line after in the live one, none missing.
     wait_for_lines(host)
     with host.sudo():
-        pid = host.check_output("pgrep -u ticker -f /usr/local/bin/ticker")
+        pid = host.check_output("pgrep -u holder -f /usr/local/bin/ticker")
         host.check_output(f"kill -STOP {pid}")
         try:
             time.sleep(0.5)  # let Circus write out what it has read from the pipe
-            host.check_output("logrotate -f /etc/logrotate.d/ticker")
+            host.check_output("logrotate -f /etc/logrotate.d/holder")
         finally:
             host.check_output(f"kill -CONT {pid}")
     live = wait_for_live_lines(host)
@@ -101,7 +129,7 @@ def test_rotation_loses_no_line_written_outside_the_copy_window(host):
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    (dict(ENTRY, paths=["/var/log/ticker/my log"]), "Invalid logrotate entry"),
+    (dict(ENTRY, paths=["/var/log/holder/my log"]), "Invalid logrotate entry"),
     (dict(ENTRY, copytruncate=False), "either\ncopytruncate or create"),
     (dict(ENTRY, rotate="many"), "rotate"),
     (dict(ENTRY, options=["bogusoption"]), "unknown option 'bogusoption'"),
@@ -134,4 +162,4 @@ def test_without_copytruncate_the_live_log_goes_silent(host, scenario_dir):
         restored = apply_role(scenario_dir, "logrotate", {"logrotate_entries": [ENTRY]}, "--limit", host.backend.host)
         assert restored.returncode == 0, restored.stdout[-3000:]
         with host.sudo():
-            host.check_output("/usr/local/sbin/circusctl restart ticker")
+            host.check_output("/usr/local/sbin/circusctl restart holder")
