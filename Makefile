@@ -16,12 +16,13 @@ PLAYBOOKS := site.yml deploy.yml rollback.yml $(wildcard playbooks/*.yml) tests/
 # Scenarios run one after another (2 cores); override to run a subset: make molecule SCENARIOS=users
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help bootstrap demo demo-clean test lint syntax unit molecule
+.PHONY: help bootstrap demo demo-clean test lint syntax unit app molecule
 
 help:
 	@echo "make demo        create the sandbox hosts (Debian 12 + 13) and run site.yml on them"
 	@echo "make demo-clean  remove the sandbox hosts"
-	@echo "make test        yamllint, ansible-lint, syntax checks, unit tests, Molecule scenarios"
+	@echo "make test        yamllint, ansible-lint, syntax checks, unit tests, app tests, Molecule scenarios"
+	@echo "make app         the sample app's tests and release check (examples/webxample, own venv)"
 
 bootstrap:
 	@scripts/bootstrap
@@ -36,7 +37,7 @@ demo-clean: bootstrap
 
 test: bootstrap
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory lint syntax unit molecule; \
+	$(MAKE) --no-print-directory lint syntax unit app molecule; \
 	echo "make test: all steps passed in $$(( $$(date +%s) - start )) s"
 
 lint:
@@ -48,6 +49,13 @@ syntax:
 
 unit:
 	pytest
+
+# The sample app (examples/webxample): its tests, then its release variants built,
+# installed and served by gunicorn. Its venv is .venv-webxample (kept, stamped).
+app:
+	@start=$$(date +%s); \
+	examples/webxample/run-tests; \
+	echo "make app: passed in $$(( $$(date +%s) - start )) s"
 
 molecule:
 	@failed=(); for s in $(SCENARIOS); do \

@@ -1,0 +1,11 @@
+from django.db import models
+
+
+class Counter(models.Model):
+    """A named counter: the home page counts its visits in the one named "home"."""
+
+    name = models.CharField(max_length=50, unique=True)
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.name}={self.value}"
