@@ -1,6 +1,7 @@
 """The repository's shape: thin entry points, inventories, cross-environment group_vars."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -86,15 +87,21 @@ def test_every_host_belongs_to_the_environment_group(env):
     assert members(env) == hosts
 
 
-@pytest.mark.parametrize("name", ["deploy.yml", "rollback.yml"])
-def test_unimplemented_entry_points_fail_without_changing_anything(name, tmp_path):
+@pytest.mark.parametrize(("name", "extra"), [
+    ("deploy.yml", ["-e", "app_version=1.0; reboot"]),
+    ("rollback.yml", ["-e", "app_version=../1.0"]),
+])
+def test_deploy_and_rollback_refuse_bad_versions_before_touching_a_host(name, extra, tmp_path):
+    # The host below does not exist: the run must stop at input validation, which needs
+    # no connection, with a message that says what is wrong.
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
-    result = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), name], cwd=PROJECT,
+    inventory.write_text("all:\n  children:\n    web:\n      hosts:\n        nosuchhost.invalid:\n"
+                         "          webapp_apps: [{name: app, wsgi: app.wsgi, server_names: [app.test]}]\n")
+    result = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), name, *extra], cwd=PROJECT,
                             text=True, capture_output=True, check=False)
     assert result.returncode != 0
-    assert "not implemented yet" in result.stdout
-    assert "changed=0" in result.stdout
+    assert "app_version must be a release version" in " ".join(result.stdout.split()), result.stdout[-2000:]
+    assert "unreachable=0" in result.stdout
 
 
 def test_no_private_key_is_tracked():
@@ -105,16 +112,43 @@ def test_no_private_key_is_tracked():
             assert b"-----BEGIN OPENSSH " + b"PRIVATE KEY" not in path.read_bytes(), name
 
 
+SANDBOX_INVENTORIES = [PROJECT / "inventories/sandbox"] + sorted(PROJECT.glob("molecule/*/inventory"))
+
+
+def sandbox_hostvars(inv):
+    out = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(inv), "--list"], cwd=PROJECT,
+                         text=True, capture_output=True, check=True)
+    return json.loads(out.stdout)["_meta"]["hostvars"]
+
+
+def loopback_ports(host, hvars):
+    """The controller's loopback ports a sandbox host takes: its sshd (ansible_port) and
+    every HOSTPORT of sandbox_publish ("HOSTPORT:CONTAINERPORT", see tests/sandbox/create.yml)."""
+    published = hvars.get("sandbox_publish", [])
+    assert isinstance(published, list), f"{host}: sandbox_publish must be a list"
+    for entry in published:
+        assert re.fullmatch(r"\d+:\d+", str(entry)), f"{host}: sandbox_publish entry {entry!r} is not HOSTPORT:CONTAINERPORT"
+    return [int(hvars["ansible_port"])] + [int(str(entry).split(":")[0]) for entry in published]
+
+
 def test_sandbox_hosts_have_unique_names_and_ports():
     # The demo and every Molecule scenario may have hosts up at the same time (podman
-    # container names and loopback ports are machine-wide).
-    inventories = [PROJECT / "inventories/sandbox"] + sorted(PROJECT.glob("molecule/*/inventory"))
+    # container names and loopback ports are machine-wide): SSH and published ports.
     seen_names, seen_ports = {}, {}
-    for inv in inventories:
-        out = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(inv), "--list"], cwd=PROJECT,
-                             text=True, capture_output=True, check=True)
-        for host, hvars in json.loads(out.stdout)["_meta"]["hostvars"].items():
-            port = hvars["ansible_port"]
+    for inv in SANDBOX_INVENTORIES:
+        for host, hvars in sandbox_hostvars(inv).items():
             assert host not in seen_names, f"{host} in {inv} and {seen_names.get(host)}"
-            assert port not in seen_ports, f"port {port} of {host} ({inv}) also used by {seen_ports.get(port)}"
-            seen_names[host], seen_ports[port] = inv, host
+            seen_names[host] = inv
+            for port in loopback_ports(host, hvars):
+                assert port not in seen_ports, f"port {port} of {host} ({inv}) also used by {seen_ports.get(port)}"
+                seen_ports[port] = host
+
+
+def test_sandbox_release_index_urls_use_a_published_port():
+    # release.yml reaches a sandbox index from the controller through a published port.
+    for inv in SANDBOX_INVENTORIES:
+        for host, hvars in sandbox_hostvars(inv).items():
+            if "release_index_url" in hvars:
+                match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/?", hvars["release_index_url"])
+                assert match, f"{host} ({inv}): release_index_url must be http://127.0.0.1:<published port>"
+                assert int(match[1]) in loopback_ports(host, hvars)[1:], f"{host} ({inv}) does not publish {match[1]}"

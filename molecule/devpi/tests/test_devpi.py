@@ -1,0 +1,307 @@
+"""Behaviour of the `devpi` role (../converge.yml) and of playbooks/release.yml.
+
+Each host runs its own devpi: the host itself installs from it by its network name
+(http://<host>:3141/, as web hosts will), the controller reaches it on the loopback port
+published for it (release_index_url, 127.0.0.1:2263/2264) to upload with twine and to
+run release.yml. Wheels are built here from the tiny package in ../files/hello-devpi,
+with versions unique to this run, since the private index keeps every upload for good.
+"""
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import testinfra
+from ansible.parsing.vault import VaultLib, VaultSecret
+from sandbox_support import PROJECT, apply_role, assert_check_mode_clean, recap, run_playbook
+
+SCENARIO = Path(__file__).resolve().parent.parent
+FILES = SCENARIO / "files"
+# The first host of the `index` group: release.yml's default index. Host-independent
+# checks (release.yml, creating another account) run against it only.
+FIRST = "devpi-debian12"
+RUN = str(int(time.time()))
+V1, V2 = f"1.0.{RUN}", f"2.0.{RUN}"
+PYPI_PACKAGE = "six==1.16.0"
+UNIT = "devpi-server"
+_no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+_settings = {}
+
+
+def settings(host):
+    """The host's inventory variables, with the vaulted passwords decrypted."""
+    if host.backend.host in _settings:
+        return _settings[host.backend.host]
+    hostvars = _settings[host.backend.host] = dict(host.ansible.get_variables())
+    vault_password = subprocess.run([str(PROJECT / "tests/sandbox/vault-password")], capture_output=True,
+                                    check=True).stdout.strip()
+    vault = VaultLib([("sandbox", VaultSecret(vault_password))])
+    for name in ("devpi_root_password", "devpi_upload_password"):
+        hostvars[name] = vault.decrypt(hostvars[name]["__ansible_vault"]).decode()
+    return hostvars
+
+
+def api(hostvars, path, method="GET", data=None, auth=None):
+    """(status, json) of a devpi API call from the controller through the published port."""
+    request = urllib.request.Request(hostvars["release_index_url"] + path, method=method,
+                                     data=None if data is None else json.dumps(data).encode(),
+                                     headers={"Accept": "application/json", "Content-Type": "application/json"})
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with _no_proxy.open(request, timeout=120) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        body = error.read()
+        return error.code, json.loads(body) if body.startswith(b"{") else {}
+
+
+def root(hostvars):
+    return ("root", hostvars["devpi_root_password"])
+
+
+def can_log_in(hostvars, user, password):
+    return api(hostvars, "/+login", "POST", {"user": user, "password": password})[0] == 200
+
+
+def index_config(hostvars, index):
+    status, body = api(hostvars, f"/{index}?no_projects=")
+    assert status == 200, body
+    return body["result"]
+
+
+def private_versions(hostvars, project="hello-devpi"):
+    status, body = api(hostvars, f"/acme/prod/{project}?ignore_bases=")
+    return body.get("result", {}) if status == 200 else {}
+
+
+def make_source(dest, version, marker="original"):
+    """A copy of the tiny package at `dest` with this version; `marker` tells builds apart."""
+    shutil.copytree(FILES / "hello-devpi", dest)
+    pyproject = dest / "pyproject.toml"
+    pyproject.write_text(re.sub(r'^version = ".*"$', f'version = "{version}"', pyproject.read_text(), flags=re.M))
+    module = dest / "hello_devpi/__init__.py"
+    module.write_text(module.read_text().replace('BUILD = "original"', f'BUILD = "{marker}"'))
+    return dest
+
+
+_wheels = {}
+
+
+@pytest.fixture(name="wheel", scope="module")
+def fixture_wheel(tmp_path_factory):
+    """wheel(version, marker) -> path of hello-devpi's wheel, built once per test run."""
+    def build(version, marker="original"):
+        if (version, marker) not in _wheels:
+            src = make_source(tmp_path_factory.mktemp("hello-devpi") / "src", version, marker)
+            built = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(src / "dist"), str(src)],
+                                   capture_output=True, text=True, check=False)
+            assert built.returncode == 0, built.stdout + built.stderr
+            _wheels[version, marker] = next((src / "dist").glob("*.whl"))
+        return _wheels[version, marker]
+    return build
+
+
+def twine_upload(hostvars, wheel_path):
+    """Upload a wheel to acme/prod from the controller, as the release playbook does."""
+    return subprocess.run(
+        [sys.executable, "-m", "twine", "--no-color", "upload", "--non-interactive", "--disable-progress-bar",
+         "--repository-url", hostvars["release_index_url"] + "/acme/prod/", "--username", "acme", str(wheel_path)],
+        env={"PATH": "/usr/bin:/bin", "TWINE_PASSWORD": hostvars["devpi_upload_password"]},
+        capture_output=True, text=True, timeout=300, check=False)
+
+
+def pip_install(host, spec, venv="/tmp/devpi-client"):
+    """pip in a fresh venv on the host, from acme/prod by the host's network name (not loopback)."""
+    name = host.backend.host
+    return host.run(f"rm -rf {venv} && python3 -m venv {venv} && {venv}/bin/pip install --isolated --no-cache-dir"
+                    f" --timeout 120 --index-url http://{name}:3141/acme/prod/+simple/ --trusted-host {name} {spec}")
+
+
+def test_devpi_runs_as_its_unprivileged_user(host):
+    service = host.service(UNIT)
+    assert service.is_running and service.is_enabled
+    owner = host.check_output(f"ps -o user=,uid= -C {UNIT}").split()
+    assert owner[0] == "devpi" and int(owner[1]) > 0
+    account = host.user("devpi")
+    assert account.shell == "/usr/sbin/nologin"
+    assert host.file("/var/lib/devpi").user == "devpi" and host.file("/var/lib/devpi").mode == 0o700
+    assert host.file("/var/lib/devpi/secret").mode == 0o600
+    # The code it runs belongs to root: the service cannot rewrite it.
+    assert host.file("/opt/devpi/bin/devpi-server").user == "root"
+    assert host.check_output("/opt/devpi/bin/devpi-server --version").strip().endswith("6.20.3")
+
+
+def test_devpi_trusts_the_system_ca_bundle(host):
+    # The running server's own environment (devpi-server reads REQUESTS_CA_BUNDLE),
+    # readable by its user (root in the container lacks CAP_SYS_PTRACE).
+    with host.sudo():
+        pid = host.check_output(f"systemctl show -p MainPID --value {UNIT}")
+        environment = host.check_output(f"runuser -u devpi -- sh -c 'tr \"\\0\" \"\\n\" < /proc/{pid}/environ'").splitlines()
+    assert "REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt" in environment
+    assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in environment
+
+
+def test_indexes_and_who_may_create_them(host):
+    hostvars = settings(host)
+    mirror = index_config(hostvars, "root/pypi")
+    assert mirror["type"] == "mirror" and mirror["mirror_url"] == "https://pypi.org/simple/"
+    assert mirror["mirror_no_project_list"] is True  # never PyPI's whole project list
+    private = index_config(hostvars, "acme/prod")
+    assert private["bases"] == ["root/pypi"] and private["volatile"] is False
+    assert private["acl_upload"] == ["acme"]
+    # --restrict-modify root: nobody else registers accounts or indexes.
+    assert api(hostvars, f"/intruder{RUN}", "PUT", {"password": "intruder-pw"})[0] in (401, 403)
+    assert api(hostvars, f"/acme/dev{RUN}", "PUT", {"bases": ["root/pypi"]},
+               auth=("acme", hostvars["devpi_upload_password"]))[0] in (401, 403)
+
+
+def test_pip_installs_a_pypi_package_through_the_mirror(host):
+    result = pip_install(host, PYPI_PACKAGE)
+    assert result.rc == 0, result.stdout + result.stderr
+    # The file now sits in the mirror's cache: it came through devpi.
+    with host.sudo():
+        cached = host.check_output("find /var/lib/devpi/server/+files/root/pypi -name 'six-1.16.0*'")
+    assert "six-1.16.0" in cached
+
+
+def test_uploaded_package_installs_from_the_private_index(host, wheel):
+    hostvars = settings(host)
+    upload = twine_upload(hostvars, wheel(V1))
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+    result = pip_install(host, f"hello-devpi=={V1}")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert host.check_output("/tmp/devpi-client/bin/python -c 'import hello_devpi; print(hello_devpi.BUILD)'") == "original"
+
+
+def test_a_second_upload_of_the_same_version_is_refused(host, wheel):
+    hostvars = settings(host)
+    assert V1 in private_versions(hostvars), "runs after the first upload"
+    upload = twine_upload(hostvars, wheel(V1, "rebuilt"))
+    assert upload.returncode != 0
+    output = " ".join((upload.stdout + upload.stderr).split())
+    assert "409 Conflict" in output and "already exists in non-volatile index" in output, output
+    # The index still serves the first upload.
+    result = pip_install(host, f"hello-devpi=={V1}")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert host.check_output("/tmp/devpi-client/bin/python -c 'import hello_devpi; print(hello_devpi.BUILD)'") == "original"
+
+
+@pytest.fixture(name="first")
+def fixture_first():
+    """The first index host (testinfra Host), where host-independent checks run."""
+    return testinfra.get_host(f"ansible://{FIRST}", ansible_inventory=str(SCENARIO / "inventory"))
+
+
+def release(scenario_dir, *args):
+    """release.yml against the scenario's inventory: its default index is FIRST's."""
+    return run_playbook(scenario_dir, PROJECT / "playbooks/release.yml", *args)
+
+
+def test_release_playbook_uploads_then_refuses_an_existing_version(first, scenario_dir, wheel, tmp_path):
+    hostvars = settings(first)
+    source = make_source(tmp_path / "app", V2)
+    uploaded = release(scenario_dir, "-e", f"release_source={source}", "-vvv")
+    assert uploaded.returncode == 0, uploaded.stdout[-4000:]
+    assert recap(uploaded)["localhost"]["changed"] == 1  # the upload
+    assert f"Released hello-devpi {V2} to acme/prod at {hostvars['release_index_url']}" in " ".join(uploaded.stdout.split())
+    files = private_versions(hostvars)[V2]["+links"]
+    assert [link["href"].rsplit("/", 1)[1] for link in files] == [f"hello_devpi-{V2}-py3-none-any.whl"]
+
+    again = release(scenario_dir, "-e", f"release_wheel={wheel(V2, 'rebuilt')}", "-vvv")
+    assert again.returncode != 0
+    message = " ".join(again.stdout.split())
+    assert f"hello-devpi {V2} is already on acme/prod" in message and "Nothing was uploaded" in message
+    assert "TASK [Upload the wheel with twine]" not in again.stdout
+    assert private_versions(hostvars)[V2]["+links"] == files
+    # `make demo` runs it again and again: with release_skip_existing, not an error.
+    skipped = release(scenario_dir, "-e", f"release_source={source}", "-e", "release_skip_existing=true")
+    assert skipped.returncode == 0, skipped.stdout[-4000:]
+    assert "release_skip_existing: nothing was uploaded" in " ".join(skipped.stdout.split())
+    assert recap(skipped)["localhost"]["changed"] == 0
+    assert "TASK [Upload the wheel with twine]" not in skipped.stdout
+    assert private_versions(hostvars)[V2]["+links"] == files
+    for output in (uploaded.stdout, again.stdout):
+        assert hostvars["devpi_upload_password"] not in output
+
+
+@pytest.mark.parametrize(("extra_vars", "message"), [
+    ({}, "Give exactly one of -e release_source"),
+    ({"release_source": "molecule/devpi/files/hello-devpi", "release_wheel": "x-1.0-py3-none-any.whl"},
+     "Give exactly one of -e release_source"),
+    ({"release_wheel": "/nonexistent/hello_devpi-1.0-py3-none-any.whl"}, "is not a file"),
+    ({"release_source": "molecule/devpi", "release_index_host": "nohost"}, "must be a host of the inventory's `index` group"),
+    ({"release_source": "molecule/devpi", "release_skip_existing": "sometimes"}, "release_skip_existing is true or false"),
+])
+def test_release_playbook_checks_its_input_first(scenario_dir, extra_vars, message):
+    result = run_playbook(scenario_dir, PROJECT / "playbooks/release.yml", extra_vars=extra_vars)
+    assert result.returncode != 0
+    assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
+    assert "changed=0" in result.stdout
+
+
+def test_drift_is_put_back_without_logging_a_password(host, scenario_dir):
+    hostvars = settings(host)
+    assert api(hostvars, "/acme", "PATCH", {"password": "drifted-upload-pw"}, auth=root(hostvars))[0] == 200
+    assert api(hostvars, "/acme/prod", "PATCH", ["volatile=True", "bases="], auth=root(hostvars))[0] == 200
+    assert api(hostvars, "/root/pypi", "PATCH", ["mirror_url=https://mirror.invalid/simple/", "mirror_no_project_list=False"],
+               auth=root(hostvars))[0] == 200
+    assert api(hostvars, "/root", "PATCH", {"password": "drifted-root-pw"}, auth=root(hostvars))[0] == 200
+    result = run_playbook(scenario_dir, "converge.yml", "--limit", host.backend.host, "-vvv")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert recap(result)[host.backend.host]["changed"] >= 5
+    for secret in (hostvars["devpi_root_password"], hostvars["devpi_upload_password"]):
+        assert secret not in result.stdout
+    assert can_log_in(hostvars, "root", hostvars["devpi_root_password"])
+    assert can_log_in(hostvars, "acme", hostvars["devpi_upload_password"])
+    private = index_config(hostvars, "acme/prod")
+    assert private["bases"] == ["root/pypi"] and private["volatile"] is False
+    mirror = index_config(hostvars, "root/pypi")
+    assert mirror["mirror_url"] == "https://pypi.org/simple/" and mirror["mirror_no_project_list"] is True
+
+
+def test_a_new_upload_user_and_index_are_created_without_logging_a_password(first, scenario_dir):
+    hostvars = settings(first)
+    user = f"team{RUN}"
+    result = apply_role(scenario_dir, "devpi", {"devpi_upload_user": user, "devpi_index_name": "stable"},
+                        "--limit", FIRST, "-vvv")
+    assert result.returncode == 0, result.stdout[-4000:]
+    for secret in (hostvars["devpi_root_password"], hostvars["devpi_upload_password"]):
+        assert secret not in result.stdout
+    assert can_log_in(hostvars, user, hostvars["devpi_upload_password"])
+    created = index_config(hostvars, f"{user}/stable")
+    assert created["bases"] == ["root/pypi"] and created["volatile"] is False and created["acl_upload"] == [user]
+
+
+@pytest.mark.parametrize(("role_vars", "message"), [
+    ({"devpi_port": 70000}, "devpi_port a TCP port 1-65535 (got 70000)"),
+    ({"devpi_port": "many"}, "devpi_port"),
+    ({"devpi_upload_password": ""}, "devpi_root_password and devpi_upload_password must each be set"),
+    ({"devpi_upload_user": "root"}, "devpi_upload_user (not root)"),
+    ({"devpi_mirror_url": "https://pypi.org/my simple/"}, "devpi_mirror_url an http(s) URL without spaces"),
+    ({"devpi_ca_bundle": "/nonexistent/ca.pem"}, "devpi_ca_bundle /nonexistent/ca.pem is not a file"),
+])
+def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, role_vars, message):
+    snapshot = (f"sha256sum /etc/systemd/system/{UNIT}.service; systemctl show -p MainPID -p ActiveEnterTimestamp {UNIT};"
+                " ls -la --time-style=full-iso /var/lib/devpi /var/lib/devpi/server")
+    with host.sudo():
+        before = host.check_output(snapshot)
+    result = apply_role(scenario_dir, "devpi", role_vars, "--limit", host.backend.host)
+    assert result.returncode != 0
+    assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
+    with host.sudo():
+        assert host.check_output(snapshot) == before
+
+
+def test_check_mode_reports_no_change(scenario_dir):
+    assert_check_mode_clean(scenario_dir)
