@@ -27,9 +27,16 @@ help:
 bootstrap:
 	@scripts/bootstrap
 
+# The sandbox's secrets are encrypted with the test-only vault password (never use it
+# for real ones). The demo releases the sample app to the sandbox's index (once: a
+# version is never uploaded twice) and deploys it (a no-op when it already serves).
+DEMO_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' examples/webxample/pyproject.toml)
+demo: export ANSIBLE_VAULT_IDENTITY_LIST := sandbox@$(CURDIR)/tests/sandbox/vault-password
 demo: bootstrap
 	ansible-playbook -i $(SANDBOX) tests/sandbox/create.yml
 	ansible-playbook -i $(SANDBOX) site.yml
+	ansible-playbook -i $(SANDBOX) playbooks/release.yml -e release_source=examples/webxample -e release_skip_existing=true
+	ansible-playbook -i $(SANDBOX) deploy.yml -e app_version=$(DEMO_VERSION)
 	@scripts/sandbox-info $(SANDBOX)
 
 demo-clean: bootstrap

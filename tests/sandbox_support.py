@@ -67,3 +67,11 @@ def ssh(host, user, command):
          "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
          "-o", "ConnectTimeout=10", f"{user}@{hostvars['ansible_host']}", command],
         text=True, capture_output=True, timeout=60, check=False)
+
+
+def check_once(host):
+    """Skip on all but the Debian 12 host: for checks that do not depend on the OS (input
+    validation happens in Ansible, before the host is touched), one host is enough."""
+    import pytest  # pylint: disable=import-outside-toplevel  (only Molecule tests need it)
+    if not host.backend.host.endswith("debian12"):
+        pytest.skip("does not depend on the OS: checked on the Debian 12 host")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sandbox_support import apply_role, assert_check_mode_clean
+from sandbox_support import apply_role, assert_check_mode_clean, check_once
 
 SCENARIO = yaml.safe_load((Path(__file__).resolve().parent.parent / "inventory/group_vars/all/scenario.yml").read_text(encoding="utf-8"))
 CIRCUSCTL = "/usr/local/sbin/circusctl"
@@ -261,6 +261,7 @@ SNAPSHOT = ("sha256sum /etc/circus/circus.ini /etc/circus/watchers.d/* /etc/circ
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, case):
+    check_once(host)
     watchers, message = BAD_INPUTS[case]
     before = host.check_output(SNAPSHOT)
     result = apply(host, scenario_dir, dict(scenario_vars(), circus_watchers=copy.deepcopy(watchers)))

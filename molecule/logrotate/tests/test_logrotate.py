@@ -7,7 +7,7 @@ renamed (rotated with create) and keeps `holder`'s open for good (rotated with c
 import time
 
 import pytest
-from sandbox_support import apply_role, assert_check_mode_clean
+from sandbox_support import apply_role, assert_check_mode_clean, check_once
 
 LOG = "/var/log/holder/stdout.log"
 ENTRY = {"name": "holder", "paths": ["/var/log/holder/*.log"], "rotate": 3, "su": ["root", "adm"]}
@@ -135,6 +135,7 @@ def test_rotation_loses_no_line_written_outside_the_copy_window(host):
     (dict(ENTRY, options=["bogusoption"]), "unknown option 'bogusoption'"),
 ])
 def test_bad_entry_fails_and_changes_nothing(host, scenario_dir, entry, message):
+    check_once(host)
     snapshot = "ls -l --time-style=full-iso /etc/logrotate.d; sha256sum /etc/logrotate.d/*"
     before = host.check_output(snapshot)
     result = apply_role(scenario_dir, "logrotate", {"logrotate_entries": [entry]}, "--limit", host.backend.host)

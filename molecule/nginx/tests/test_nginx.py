@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sandbox_support import apply_role, assert_check_mode_clean
+from sandbox_support import apply_role, assert_check_mode_clean, check_once
 
 CERT = "/etc/ssl/certs/webdeploy-test.pem"
 STATIC = "/srv/apps/shop/current/static"
@@ -464,6 +464,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, case):
+    check_once(host)
     entry, message = BAD_INPUTS[case]
     role_vars = converge_vars(scenario_dir)
     role_vars["nginx_vhosts"] += [EXTRA, entry]
@@ -485,6 +486,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, case):
      "argument 'nginx_worker_connections' is of type str and we were unable to convert to int"),
 ], ids=["vhosts given as a string", "TLS 1.1 requested", "word for a number"])
 def test_wrong_types_fail_clearly_and_change_nothing(host, scenario_dir, role_vars, message):
+    check_once(host)
     before = snapshot(host)
     result = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
     assert result.returncode != 0, result.stdout[-3000:]

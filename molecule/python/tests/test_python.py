@@ -6,7 +6,7 @@ import io
 import zipfile
 
 import pytest
-from sandbox_support import apply_role, assert_check_mode_clean
+from sandbox_support import apply_role, assert_check_mode_clean, check_once
 
 UV_VERSION = "0.13.9"
 WORK = "/srv/pyapp-test"
@@ -102,6 +102,7 @@ def test_index_url_setting_reaches_pip_and_uv(host, scenario_dir, app_dir):
     ({"python_uv_python_downloads": "sometimes"}, "python_uv_python_downloads"),
 ])
 def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, role_vars, message):
+    check_once(host)
     snapshot = "sha256sum /etc/uv/uv.toml; ls -la --time-style=full-iso /etc/pip.conf /opt/uv/bin 2>&1; true"
     before = host.check_output(snapshot)
     result = apply_role(scenario_dir, "python", role_vars, "--limit", host.backend.host)

@@ -1,7 +1,7 @@
 """Behaviour of the `users` role on a converged host (see ../converge.yml)."""
 
 import pytest
-from sandbox_support import apply_role, assert_check_mode_clean, ssh
+from sandbox_support import apply_role, assert_check_mode_clean, check_once, ssh
 
 
 def test_app_user_is_a_system_account_without_login(host):
@@ -84,6 +84,7 @@ SNAPSHOT = "getent passwd; getent group; sha256sum /etc/sudoers /etc/sudoers.d/*
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, case):
+    check_once(host)
     role_vars, message = BAD_INPUTS[case]
     with host.sudo():
         before = host.check_output(SNAPSHOT)

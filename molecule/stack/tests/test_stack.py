@@ -1,0 +1,378 @@
+"""The release pipeline end to end, on the stack provisioned by site.yml (../converge.yml).
+
+The tests run in file order and build on each other, like an operator's day: release
+four builds of the sample app to the index, deploy 1.0.0, deploy 1.1.0 under load, try
+a build that cannot start and one that starts unhealthy, lose a race for the deploy lock,
+roll back. Each stage runs its playbook once (module fixtures); the checks then look at
+every web host, through nginx over HTTP.
+
+The tests do not use testinfra's `host` fixture: it is parametrized per module, and
+pytest would then run every stage for one host before the other. They loop over `web`.
+"""
+
+import json
+import subprocess
+import time
+
+import pytest
+import testinfra
+from sandbox_support import PROJECT, recap, run_playbook
+
+WEB = ["stack-web12", "stack-web13"]
+BUILDS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
+
+
+def deploy(scenario_dir, version, app="webxample", *args, playbook="deploy.yml"):
+    extra = {"app_name": app}
+    if version is not None:
+        extra["app_version"] = version
+    return run_playbook(scenario_dir, PROJECT / playbook, *args, extra_vars=extra)
+
+
+def get(host, path, name="webxample.test"):
+    """(status, body) of an HTTP request through nginx on the host."""
+    out = host.check_output(f"curl -s -o /tmp/body -w '%{{http_code}}' -H 'Host: {name}' http://127.0.0.1{path}; "
+                            "echo; cat /tmp/body")
+    status, _, body = out.partition("\n")
+    return int(status), body
+
+
+def serving(host, name="webxample.test"):
+    status, body = get(host, "/healthz", name)
+    return json.loads(body)["version"] if status == 200 else f"HTTP {status}"
+
+
+def link(host, app, name):
+    return host.file(f"/srv/apps/{app}/{name}").linked_to.rsplit("/", 1)[-1]
+
+
+def deploy_log(host, app="webxample"):
+    lines = host.file(f"/srv/apps/{app}/deploy.log").content_string.splitlines()
+    return [dict(field.split("=", 1) for field in line.split("\t")[1:]) for line in lines]
+
+
+def gunicorn_pids(host, app):
+    return sorted(int(p) for p in host.check_output(f"pgrep -u {app} -f 'bin/gunicorn' || true").split())
+
+
+@pytest.fixture(name="web", scope="module")
+def fixture_web(scenario_dir):
+    """{name: testinfra host} of the web hosts, in rollout order."""
+    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={scenario_dir}/inventory") for name in WEB}
+
+
+# --- releasing to the index -------------------------------------------------------
+
+@pytest.fixture(name="wheels", scope="module")
+def fixture_wheels(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheels")
+    subprocess.run([str(PROJECT / "examples/webxample/build-releases"), str(out), *BUILDS], check=True,
+                   capture_output=True, text=True)
+    return {v: next(out.glob(f"webxample-{v}-*.whl")) for v in BUILDS}
+
+
+@pytest.fixture(name="released", scope="module")
+def fixture_released(scenario_dir, wheels):
+    results = {v: run_playbook(scenario_dir, PROJECT / "playbooks/release.yml", extra_vars={"release_wheel": str(w)})
+               for v, w in wheels.items()}
+    again = run_playbook(scenario_dir, PROJECT / "playbooks/release.yml", extra_vars={"release_wheel": str(wheels["1.0.0"])})
+    return results, again
+
+
+def test_builds_are_released_once(released):
+    results, again = released
+    for version, result in results.items():
+        assert result.returncode == 0, f"{version}: {result.stdout[-3000:]}"
+    assert again.returncode != 0
+    assert "1.0.0" in again.stdout and "already" in again.stdout, again.stdout[-3000:]
+
+
+# --- first deploy -----------------------------------------------------------------
+
+@pytest.fixture(name="first", scope="module")
+def fixture_first(scenario_dir, released):
+    return [deploy(scenario_dir, "1.0.0", app) for app in ("webxample", "shop")]
+
+
+def test_first_deploy_serves_its_version_through_nginx(web, first):
+    for name, host in web.items():
+        for result in first:
+            assert result.returncode == 0, result.stdout[-4000:]
+        status, page = get(host, "/")
+        assert status == 200 and "Version <strong>1.0.0</strong>" in page
+        assert serving(host) == "1.0.0" and serving(host, "shop.test") == "1.0.0"
+        assert link(host, "webxample", "current") == "1.0.0"
+
+
+def test_static_files_come_from_the_release(web, first):
+    for name, host in web.items():
+        status, _ = get(host, "/static/webxample/style.css")
+        assert status == 200, name
+        served = host.check_output("curl -s -H 'Host: webxample.test' http://127.0.0.1/static/webxample/style.css | sha256sum")
+        on_disk = host.check_output("sha256sum < /srv/apps/webxample/releases/1.0.0/static/webxample/style.css")
+        assert served == on_disk, name
+
+
+def test_each_app_runs_as_its_own_user(web, first):
+    for name, host in web.items():
+        for app in ("webxample", "shop"):
+            pids = gunicorn_pids(host, app)
+            assert len(pids) >= 4, f"{app}: 2 masters with 2 workers each expected, got {pids}"
+            assert host.check_output(f"ps -o user= -p {','.join(map(str, pids))} | sort -u") == app
+        # Code is root's; only shared/ is the app's.
+        assert host.file("/srv/apps/webxample/releases/1.0.0/venv").user == "root"
+        assert host.file("/srv/apps/webxample/shared").user == "webxample"
+
+
+def test_apps_cannot_read_each_other(web, first):
+    for name, host in web.items():
+        with host.sudo():
+            for me, other in (("webxample", "shop"), ("shop", "webxample")):
+                assert host.run(f"runuser -u {me} -- cat /etc/circus/env/{other}.env").rc != 0
+                assert host.run(f"runuser -u {me} -- ls /srv/apps/{other}/shared").rc != 0
+                assert host.run(f"runuser -u {me} -- cat /etc/circus/env/{me}.env").rc == 0
+
+
+# --- second deploy, under load ----------------------------------------------------
+
+@pytest.fixture(name="second", scope="module")
+def fixture_second(scenario_dir, web, first):
+    hosts = web
+    shop_before = {name: gunicorn_pids(h, "shop") for name, h in hosts.items()}
+    for h in hosts.values():
+        h.run("rm -f /run/stack-load.stop /run/stack-load.json; "
+              "systemd-run --unit=stack-load --collect /usr/local/bin/stack-load webxample.test /run/stack-load.json")
+    time.sleep(2)
+    result = deploy(scenario_dir, "1.1.0")
+    time.sleep(2)
+    load = {}
+    for name, h in hosts.items():
+        h.run("touch /run/stack-load.stop")
+        for _ in range(50):
+            if h.file("/run/stack-load.json").exists:
+                break
+            time.sleep(0.2)
+        load[name] = json.loads(h.file("/run/stack-load.json").content_string)
+    shop_after = {name: gunicorn_pids(h, "shop") for name, h in hosts.items()}
+    return result, load, shop_before, shop_after
+
+
+def test_second_deploy_switches_to_the_new_version(web, second):
+    for name, host in web.items():
+        result = second[0]
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert serving(host) == "1.1.0"
+        assert link(host, "webxample", "current") == "1.1.0"
+        assert link(host, "webxample", "previous") == "1.0.0"
+        status, page = get(host, "/")
+        assert status == 200 and "Version <strong>1.1.0</strong>" in page
+
+
+def test_no_request_failed_during_the_deploy(web, second):
+    for name, host in web.items():
+        load = second[1][name]
+        print(f"{name}: {load}")
+        assert load["ok"] > 100, load
+        assert load["failed"] == 0, load
+        assert set(load["versions"]) == {"1.0.0", "1.1.0"}, "the switch happened while the load ran"
+
+
+def test_the_other_app_was_not_restarted(web, second):
+    for name, host in web.items():
+        name = name
+        assert second[2][name] == second[3][name]
+
+
+def test_summary_names_every_host(second):
+    for name in WEB:
+        assert any(name in line and "1.0.0" in line and "1.1.0" in line and "deployed" in line
+                   for line in second[0].stdout.splitlines()), second[0].stdout[-3000:]
+
+
+@pytest.fixture(name="repeated", scope="module")
+def fixture_repeated(scenario_dir, second):
+    return deploy(scenario_dir, "1.1.0")
+
+
+def test_deploying_the_current_version_changes_nothing(repeated):
+    assert repeated.returncode == 0, repeated.stdout[-4000:]
+    assert all(s["changed"] == 0 for h, s in recap(repeated).items() if h in WEB), repeated.stdout[-4000:]
+
+
+# --- releases that must never serve -----------------------------------------------
+
+@pytest.fixture(name="broken", scope="module")
+def fixture_broken(scenario_dir, repeated):
+    return deploy(scenario_dir, "1.2.0")
+
+
+def test_a_build_that_cannot_start_never_becomes_current(web, broken):
+    for name, host in web.items():
+        assert broken.returncode != 0
+        text = " ".join(broken.stdout.split())
+        assert "importing webxample.wsgi failed" in text, text[-3000:]
+        assert "Still serving: 1.1.0" in text
+        assert serving(host) == "1.1.0"
+        assert link(host, "webxample", "current") == "1.1.0"
+
+
+def test_a_failed_host_stops_the_rollout(web, broken):
+    for name, host in web.items():
+        # serial 1 and max_fail_percentage 0: the first host failed, the second was not touched.
+        attempted = host.file("/srv/apps/webxample/releases/1.2.0").exists
+        assert attempted == (name == WEB[0])
+
+
+@pytest.fixture(name="unhealthy", scope="module")
+def fixture_unhealthy(scenario_dir, broken):
+    return deploy(scenario_dir, "1.3.0")
+
+
+def test_an_unhealthy_release_is_rolled_back_automatically(web, unhealthy):
+    for name, host in web.items():
+        assert unhealthy.returncode != 0
+        text = " ".join(unhealthy.stdout.split())
+        assert "1.3.0 failed after the switch (GET /healthz answered 503" in text, text[-3000:]
+        assert "Rolled back automatically: now serving 1.1.0 (healthy)" in text, text[-3000:]
+        assert serving(host) == "1.1.0"
+        assert link(host, "webxample", "current") == "1.1.0"
+        assert link(host, "webxample", "previous") == "1.0.0"
+
+
+# --- the deploy lock --------------------------------------------------------------
+
+@pytest.fixture(name="race", scope="module")
+def fixture_race(scenario_dir, web, unhealthy):
+    lock = "/srv/apps/shop/.deploy.lock"
+    first_host = web[WEB[0]]
+    env_cmd = [str(PROJECT / ".venv/bin/ansible-playbook")]
+    winner = subprocess.Popen(  # pylint: disable=consider-using-with
+        env_cmd + ["-i", str(scenario_dir / "inventory"), str(PROJECT / "deploy.yml"),
+                   "-e", "app_name=shop", "-e", "app_version=1.1.0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
+    for _ in range(300):
+        if first_host.file(lock).exists:
+            break
+        time.sleep(0.2)
+    started = time.monotonic()
+    loser = deploy(scenario_dir, "1.1.0", "shop")
+    loser_seconds = time.monotonic() - started
+    winner_out, _ = winner.communicate(timeout=600)
+    # A lock left by a run that was killed: the holder's process is gone.
+    first_host.run(f"mkdir {lock} && echo '{{\"user\": \"ghost\", \"controller\": \"'$(hostname)'\", \"pid\": \"999999\", "
+                   f"\"version\": \"0.9\", \"since\": \"2026-01-01T00:00:00Z\", \"epoch\": 1}}' > {lock}/holder.json")
+    return winner.returncode, winner_out, loser, loser_seconds
+
+
+def test_a_concurrent_deploy_fails_at_once_naming_the_holder(race):
+    winner_rc, winner_out, loser, seconds = race
+    assert winner_rc == 0, winner_out[-3000:]
+    assert loser.returncode != 0
+    text = " ".join(loser.stdout.split())
+    assert "is locked by another deploy" in text and "version 1.1.0" in text, text[-3000:]
+    print(f"the second deploy gave up after {seconds:.1f} s")
+
+
+@pytest.fixture(name="stale", scope="module")
+def fixture_stale(scenario_dir, race):
+    refused = deploy(scenario_dir, "1.0.0", "shop", "--limit", WEB[0])
+    cleared = deploy(scenario_dir, "1.0.0", "shop", "--limit", WEB[0], "-e", "release_break_lock=true")
+    return refused, cleared
+
+
+def test_a_stale_lock_is_detected_and_can_be_cleared(stale):
+    refused, cleared = stale
+    assert refused.returncode != 0
+    text = " ".join(refused.stdout.split())
+    assert "locked by another deploy: ghost" in text and "STALE" in text, text[-3000:]
+    assert cleared.returncode == 0, cleared.stdout[-3000:]
+
+
+# --- rollback ---------------------------------------------------------------------
+
+@pytest.fixture(name="rolled_back", scope="module")
+def fixture_rolled_back(scenario_dir, web, stale):
+    marker = "/srv/apps/webxample/releases/1.0.0/.webdeploy-release-complete"
+    installed = {name: host.file(marker).mtime for name, host in web.items()}
+    unknown = deploy(scenario_dir, "9.9.9", playbook="rollback.yml")
+    back = deploy(scenario_dir, None, playbook="rollback.yml")
+    return unknown, back, installed
+
+
+def test_rollback_refuses_a_version_that_is_not_on_disk(rolled_back):
+    unknown = rolled_back[0]
+    assert unknown.returncode != 0
+    text = " ".join(unknown.stdout.split())
+    assert f"webxample 9.9.9 is not on {WEB[0]} (complete releases there: 1.0.0, 1.1.0" in text, text[-3000:]
+    assert "changed=0" in text
+
+
+def test_rollback_returns_to_the_previous_release(web, rolled_back):
+    for name, host in web.items():
+        back = rolled_back[1]
+        assert back.returncode == 0, back.stdout[-4000:]
+        assert serving(host) == "1.0.0"
+        assert link(host, "webxample", "current") == "1.0.0"
+        assert link(host, "webxample", "previous") == "1.1.0"
+        marker = "/srv/apps/webxample/releases/1.0.0/.webdeploy-release-complete"
+        assert host.file(marker).mtime == rolled_back[2][name], "the rollback reinstalled the release"
+
+
+def test_deploy_log_tells_the_story(web, rolled_back):
+    for name, host in web.items():
+        log = deploy_log(host)
+        assert [(e["action"], e["version"], e["result"].split(":")[0]) for e in log][-1] == ("rollback", "1.0.0", "ok")
+        ok = [(e["action"], e["version"]) for e in log if e["result"] == "ok"]
+        assert ok[:2] == [("deploy", "1.0.0"), ("deploy", "1.1.0")]
+        failed = [e["version"] for e in log if e["result"] != "ok"]
+        if name == WEB[0]:
+            assert failed == ["1.2.0", "1.3.0"]
+        assert all(e["user"] and float(e["seconds"]) > 0 for e in log)
+
+
+def test_releases_that_never_served_are_cleaned_up(web, rolled_back):
+    # 1.2.0 (never installed completely) and 1.3.0 (rolled back) went at the rollback's
+    # cleanup; current and previous always stay.
+    for name, host in web.items():
+        on_disk = set(host.check_output("ls -A /srv/apps/webxample/releases").split())
+        assert on_disk == {"1.0.0", "1.1.0"}, f"{name}: {on_disk}"
+
+
+# --- logs -------------------------------------------------------------------------
+
+def test_requests_are_logged_and_keep_flowing_after_rotation(web, rolled_back):
+    for name, host in web.items():
+        log = "/var/log/webxample/stdout.log"
+        get(host, "/healthz")
+        with host.sudo():
+            assert "GET /healthz 200" in host.file(log).content_string, name
+            host.check_output("logrotate -f /etc/logrotate.d/webxample")
+            assert "GET /healthz 200" in host.file(log + ".1").content_string, name
+            assert "GET /healthz" not in host.file(log).content_string, f"{name}: the live log was not rotated"
+            get(host, "/healthz")
+            time.sleep(1)
+            assert "GET /healthz 200" in host.file(log).content_string, f"{name}: the live log went silent"
+
+
+# --- bad input --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("version", "app", "message"), [
+    ("1.0.0; reboot", "webxample", "app_version must be a release version"),
+    ("", "webxample", "app_version must be a release version"),
+    ("1.0.0", "nosuchapp", "No app named \"nosuchapp\""),
+])
+def test_bad_input_fails_before_anything_changes(web, scenario_dir, rolled_back, version, app, message):
+    host = web[WEB[0]]
+    snapshot = "ls -lA --time-style=full-iso /srv/apps/webxample /srv/apps/webxample/releases"
+    before = host.check_output(snapshot)
+    result = deploy(scenario_dir, version, app)
+    assert result.returncode != 0
+    assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
+    assert host.check_output(snapshot) == before
+
+
+def test_check_mode_reports_and_changes_nothing(scenario_dir, rolled_back):
+    result = deploy(scenario_dir, "1.1.0", "webxample", "--check")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "1.0.0 -> 1.1.0 (check mode: nothing done)" in result.stdout
+    assert all(s["changed"] == 0 for s in recap(result).values())
