@@ -11,6 +11,8 @@ pytest would then run every stage for one host before the other. They loop over 
 """
 
 import json
+import shlex
+import socket
 import subprocess
 import time
 
@@ -258,9 +260,10 @@ def fixture_race(scenario_dir, web, unhealthy):
     loser = deploy(scenario_dir, "1.1.0", "shop")
     loser_seconds = time.monotonic() - started
     winner_out, _ = winner.communicate(timeout=600)
-    # A lock left by a run that was killed: the holder's process is gone.
-    first_host.run(f"mkdir {lock} && echo '{{\"user\": \"ghost\", \"controller\": \"'$(hostname)'\", \"pid\": \"999999\", "
-                   f"\"version\": \"0.9\", \"since\": \"2026-01-01T00:00:00Z\", \"epoch\": 1}}' > {lock}/holder.json")
+    # A lock left by a run that was killed a moment ago on this controller: its process is gone.
+    ghost = {"user": "ghost", "controller": socket.gethostname(), "pid": "999999", "version": "0.9",
+             "since": "just now", "epoch": int(time.time())}
+    first_host.run(f"mkdir {lock} && echo {shlex.quote(json.dumps(ghost))} > {lock}/holder.json")
     return winner.returncode, winner_out, loser, loser_seconds
 
 
@@ -284,7 +287,8 @@ def test_a_stale_lock_is_detected_and_can_be_cleared(stale):
     refused, cleared = stale
     assert refused.returncode != 0
     text = " ".join(refused.stdout.split())
-    assert "locked by another deploy: ghost" in text and "STALE" in text, text[-3000:]
+    assert "locked by another deploy: ghost" in text, text[-3000:]
+    assert "STALE: its process 999999 no longer runs" in text, text[-3000:]
     assert cleared.returncode == 0, cleared.stdout[-3000:]
 
 
