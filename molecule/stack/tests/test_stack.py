@@ -311,13 +311,6 @@ def test_rollback_refuses_a_version_that_is_not_on_disk(rolled_back):
     assert "changed=0" in text
 
 
-# Quarantined, not hidden: in the fresh-clone CI proof of 2026-11-26 (23 of 24 passed),
-# rollback.yml returned 0 and its health check on the app socket saw 1.0.0, yet nginx
-# on stack-web12 still answered 1.1.0 afterwards. It passed in the local runs. The cause
-# is open (issue 4): an old-release process still accepting after the sequential reload
-# is the suspect. Remove the mark once the release role checks that no process of the
-# old release is left.
-@pytest.mark.xfail(reason="intermittent: an old release answered after rollback (issue 4, open)", strict=False)
 def test_rollback_returns_to_the_previous_release(web, rolled_back):
     for name, host in web.items():
         back = rolled_back[1]
