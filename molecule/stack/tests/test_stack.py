@@ -57,6 +57,20 @@ def gunicorn_pids(host, app):
     return sorted(int(p) for p in host.check_output(f"pgrep -u {app} -f 'bin/gunicorn' || true").split())
 
 
+def releases_running(host, app):
+    """{pid: release} of the app user's processes: each runs its release's venv python."""
+    out = host.check_output(f"for p in $(pgrep -u {app}); do echo $p $(tr '\\0' ' ' < /proc/$p/cmdline); done")
+    prefix = f"/srv/apps/{app}/releases/"
+    return {int(pid): exe[len(prefix):].split("/")[0] if exe.startswith(prefix) else exe
+            for pid, exe, *_ in (line.split() + [''] for line in out.splitlines())}
+
+
+def masters(host, app):
+    """PIDs of the gunicorn masters Circus runs for the app."""
+    with host.sudo():
+        return [int(p) for p in host.check_output(f"circusctl list {app}").split(",")]
+
+
 @pytest.fixture(name="web", scope="module")
 def fixture_web(scenario_dir):
     """{name: testinfra host} of the web hosts, in rollout order."""
@@ -141,6 +155,7 @@ def test_apps_cannot_read_each_other(web, first):
 def fixture_second(scenario_dir, web, first):
     hosts = web
     shop_before = {name: gunicorn_pids(h, "shop") for name, h in hosts.items()}
+    old_masters = {name: masters(h, "webxample") for name, h in hosts.items()}
     for h in hosts.values():
         h.run("rm -f /run/stack-load.stop /run/stack-load.json; "
               "systemd-run --unit=stack-load --collect /usr/local/bin/stack-load webxample.test /run/stack-load.json")
@@ -156,7 +171,7 @@ def fixture_second(scenario_dir, web, first):
             time.sleep(0.2)
         load[name] = json.loads(h.file("/run/stack-load.json").content_string)
     shop_after = {name: gunicorn_pids(h, "shop") for name, h in hosts.items()}
-    return result, load, shop_before, shop_after
+    return result, load, shop_before, shop_after, old_masters
 
 
 def test_second_deploy_switches_to_the_new_version(web, second):
@@ -168,6 +183,18 @@ def test_second_deploy_switches_to_the_new_version(web, second):
         assert link(host, "webxample", "previous") == "1.0.0"
         status, page = get(host, "/")
         assert status == 200 and "Version <strong>1.1.0</strong>" in page
+        running = releases_running(host, "webxample")
+        assert set(running.values()) == {"1.1.0"}, f"{name}: {running}"
+
+
+def test_old_processes_stop_gracefully_with_their_workers(web, second):
+    # Each old gunicorn master stopped its workers, then itself (it did not die on the
+    # socket it does not own, orphaning workers that would answer with the old code).
+    for name, host in web.items():
+        log = host.file("/var/log/webxample/stderr.log").content_string
+        for pid in second[4][name]:
+            assert f"[{pid}] [INFO] Shutting down: Master" in log, f"{name}: master {pid}"
+        assert "PermissionError" not in log, name
 
 
 def test_no_request_failed_during_the_deploy(web, second):
@@ -318,6 +345,8 @@ def test_rollback_returns_to_the_previous_release(web, rolled_back):
         assert serving(host) == "1.0.0"
         assert link(host, "webxample", "current") == "1.0.0"
         assert link(host, "webxample", "previous") == "1.1.0"
+        running = releases_running(host, "webxample")
+        assert set(running.values()) == {"1.0.0"}, f"{name}: {running}"
         marker = "/srv/apps/webxample/releases/1.0.0/.webdeploy-release-complete"
         assert host.file(marker).mtime == rolled_back[2][name], "the rollback reinstalled the release"
 
@@ -340,6 +369,33 @@ def test_releases_that_never_served_are_cleaned_up(web, rolled_back):
     for name, host in web.items():
         on_disk = set(host.check_output("ls -A /srv/apps/webxample/releases").split())
         assert on_disk == {"1.0.0", "1.1.0"}, f"{name}: {on_disk}"
+
+
+# A process of the old release that Circus no longer tracks (here a stand-in started by
+# hand) would keep answering on the shared socket: the deploy waits graceful_timeout for
+# it to go (shop's is 10 s in this scenario), then treats the reload as failed.
+@pytest.fixture(name="stray", scope="module")
+def fixture_stray(scenario_dir, web, rolled_back):
+    host = web[WEB[0]]
+    with host.sudo():
+        host.check_output("systemd-run --unit=stray-shop --uid=shop --collect /bin/bash -c "
+                          "'exec -a /srv/apps/shop/releases/1.0.0/venv/bin/python sleep 600'")
+        pid = host.check_output("systemctl show -P MainPID stray-shop")
+        result = deploy(scenario_dir, "1.1.0", "shop", "--limit", WEB[0])
+        host.check_output("systemctl stop stray-shop")
+    return result, pid
+
+
+def test_a_release_is_not_live_while_old_processes_still_answer(web, stray):
+    result, pid = stray
+    host = web[WEB[0]]
+    assert result.returncode != 0
+    text = " ".join(result.stdout.split())
+    assert "1.1.0 failed after the switch (processes of another release still run 10 s after the reload" in text, text[-3000:]
+    assert f"{pid} /srv/apps/shop/releases/1.0.0/venv/bin/python" in text, text[-3000:]
+    assert "Rolled back automatically: now serving 1.0.0 (healthy)" in text, text[-3000:]
+    assert serving(host, "shop.test") == "1.0.0"
+    assert link(host, "shop", "current") == "1.0.0"
 
 
 # --- logs -------------------------------------------------------------------------
