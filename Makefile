@@ -16,13 +16,14 @@ PLAYBOOKS := site.yml deploy.yml rollback.yml $(wildcard playbooks/*.yml) tests/
 # Scenarios run one after another (2 cores); override to run a subset: make molecule SCENARIOS=users
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
-.PHONY: help bootstrap demo demo-clean test lint syntax unit app molecule
+.PHONY: help bootstrap demo demo-clean bench test lint syntax unit app molecule
 
 help:
 	@echo "make demo        create the sandbox hosts (Debian 12 + 13) and run site.yml on them"
 	@echo "make demo-clean  remove the sandbox hosts"
 	@echo "make test        yamllint, ansible-lint, syntax checks, unit tests, app tests, Molecule scenarios"
 	@echo "make app         the sample app's tests and release check (examples/webxample, own venv)"
+	@echo "make bench       the benchmarks on their own sandbox hosts (bench/run, docs/benchmarks.md)"
 
 bootstrap:
 	@scripts/bootstrap
@@ -38,6 +39,11 @@ demo: bootstrap
 	ansible-playbook -i $(SANDBOX) playbooks/release.yml -e release_source=examples/webxample -e release_skip_existing=true
 	ansible-playbook -i $(SANDBOX) deploy.yml -e app_version=$(DEMO_VERSION)
 	@scripts/sandbox-info $(SANDBOX)
+
+# The benchmarks create their own sandbox hosts (bench/inventory, test-only secrets).
+bench: export ANSIBLE_VAULT_IDENTITY_LIST := sandbox@$(CURDIR)/tests/sandbox/vault-password
+bench: bootstrap
+	bench/run
 
 demo-clean: bootstrap
 	ansible-playbook -i $(SANDBOX) tests/sandbox/destroy.yml

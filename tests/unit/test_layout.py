@@ -112,7 +112,7 @@ def test_no_private_key_is_tracked():
             assert b"-----BEGIN OPENSSH " + b"PRIVATE KEY" not in path.read_bytes(), name
 
 
-SANDBOX_INVENTORIES = [PROJECT / "inventories/sandbox"] + sorted(PROJECT.glob("molecule/*/inventory"))
+SANDBOX_INVENTORIES = [PROJECT / "inventories/sandbox", PROJECT / "bench/inventory"] + sorted(PROJECT.glob("molecule/*/inventory"))
 
 
 def sandbox_hostvars(inv):
