@@ -1,7 +1,8 @@
 """Behaviour of the `circus` role on a converged host (see ../converge.yml, ../inventory/group_vars/all/scenario.yml).
 
 Watchers: alpha (a log writer with an env file), beta (the same program, 2 processes,
-copy_env on) and web (a server on a Circus-owned unix socket).
+copy_env on), web (a server on a Circus-owned unix socket) and activated (the same
+server, given its socket the systemd way).
 """
 
 import base64
@@ -11,10 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+import testinfra
 import yaml
 from sandbox_support import apply_role, assert_check_mode_clean, check_once
 
-SCENARIO = yaml.safe_load((Path(__file__).resolve().parent.parent / "inventory/group_vars/all/scenario.yml").read_text(encoding="utf-8"))
+SCENARIO_DIR = Path(__file__).resolve().parent.parent
+SCENARIO = yaml.safe_load((SCENARIO_DIR / "inventory/group_vars/all/scenario.yml").read_text(encoding="utf-8"))
+HOSTS = sorted(yaml.safe_load((SCENARIO_DIR / "inventory/hosts.yml").read_text(encoding="utf-8"))["all"]["hosts"])
 CIRCUSCTL = "/usr/local/sbin/circusctl"
 CONTROL_SOCKET = "/run/circus/control/circusd.sock"
 WEB_SOCKET = "/run/circus/sockets/web.sock"
@@ -75,11 +79,26 @@ def apply(host, scenario_dir, role_vars, *args):
     return apply_role(scenario_dir, "circus", role_vars, "--limit", host.backend.host, *args)
 
 
-def restore(host, scenario_dir):
-    """Back to the converged state (converge.yml's input)."""
-    result = apply(host, scenario_dir, scenario_vars())
+def every_host():
+    """testinfra hosts for every host of the scenario, for changes applied to all at once."""
+    return [testinfra.get_host(f"ansible://{name}", ansible_inventory=str(SCENARIO_DIR / "inventory"))
+            for name in HOSTS]
+
+
+def restore(hosts, scenario_dir):
+    """Back to the converged state (converge.yml's input), on every host at once."""
+    result = apply_role(scenario_dir, "circus", scenario_vars())
     assert result.returncode == 0, result.stdout[-3000:]
-    wait_for(lambda: all(pids(host, w) for w in ("alpha", "beta", "web")), "every watcher to run again")
+    for host in hosts:
+        wait_for(lambda host=host: all(pids(host, w) for w in ("alpha", "beta", "web")), "every watcher to run again")
+
+
+def eventually(probe, timeout=60):
+    """Poll `probe` until it returns something true; that value, or False after `timeout` seconds."""
+    try:
+        return wait_for(probe, "", timeout)
+    except AssertionError:
+        return False
 
 
 def test_circusd_runs_under_systemd_as_root(host):
@@ -196,49 +215,100 @@ def test_circus_owned_socket_is_held_by_circusd_and_survives_a_restart_of_the_pr
     assert denied.rc != 0 and "PermissionError" in denied.stderr, denied.stderr
 
 
-def test_changing_one_watcher_restarts_only_that_watcher(host, scenario_dir):
-    before = state(host)
+def test_a_socket_handed_over_the_systemd_way_arrives_as_fd_3(host):
+    # The server finds its socket only through LISTEN_FDS/LISTEN_PID (it exits otherwise).
+    pid = pids(host, "activated")[0]
+    env = watcher_env(host, "web", pid)
+    assert env["LISTEN_FDS"] == "1" and env["LISTEN_PID"] == str(pid), env
+    connect = CONNECT.replace(WEB_SOCKET, "/run/circus/sockets/activated.sock")
+    assert host.check_output(f"runuser -u www-data -- {connect}") == f"pid={pid}"
+
+
+# The next two tests change the watchers on every host in one run of the role (one
+# ansible-playbook for both hosts instead of one each), record what each host shows, and
+# put the converged state back before any other test runs; each host's test then checks
+# its own record.
+
+@pytest.fixture(name="changed_watchers", scope="module")
+def fixture_changed_watchers(scenario_dir):
+    """alpha's env changed and beta scaled from 2 to 3 processes, on every host."""
+    hosts = every_host()
+    before = {h.backend.host: state(h) for h in hosts}
     published = copy.deepcopy(SCENARIO["scenario_published_watchers"])
     new_secret = "n3w-Secret-%d" % time.time_ns()
     published[0]["env"] = dict(published[0]["env"], GREETING="changed", SECRET_TOKEN=new_secret)
     watchers = copy.deepcopy(SCENARIO["scenario_watchers"])
     watchers[0]["numprocesses"] = 3  # beta: 2 -> 3, applied without restarting its processes
     try:
-        result = apply(host, scenario_dir, scenario_vars(published, watchers), "--diff")
-        assert result.returncode == 0, result.stdout[-3000:]
-        assert new_secret not in result.stdout, "a secret env value was printed"
-        after = state(host)
-        assert after["circusd"] == before["circusd"]
-        assert after["web"] == before["web"]
-        assert set(before["beta"]) < set(after["beta"]) and len(after["beta"]) == 3
-        assert after["alpha"] and not set(after["alpha"]) & set(before["alpha"])
-        env = watcher_env(host, "alpha", after["alpha"][0])
-        assert (env["GREETING"], env["SECRET_TOKEN"]) == ("changed", new_secret)
+        result = apply_role(scenario_dir, "circus", scenario_vars(published, watchers), "--diff")
+        seen = {}
+        if result.returncode == 0:
+            for h in hosts:
+                after = state(h)
+                env = watcher_env(h, "alpha", after["alpha"][0]) if after["alpha"] else {}
+                seen[h.backend.host] = {"before": before[h.backend.host], "after": after, "env": env}
     finally:
-        restore(host, scenario_dir)
+        restore(hosts, scenario_dir)
+    return {"result": result, "new_secret": new_secret, "hosts": seen}
 
 
-def test_removing_a_watcher_stops_it_and_nothing_else(host, scenario_dir):
-    before = state(host)
+def test_changing_one_watcher_restarts_only_that_watcher(host, changed_watchers):
+    result, new_secret = changed_watchers["result"], changed_watchers["new_secret"]
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert new_secret not in result.stdout, "a secret env value was printed"
+    seen = changed_watchers["hosts"][host.backend.host]
+    before, after, env = seen["before"], seen["after"], seen["env"]
+    assert after["circusd"] == before["circusd"]
+    assert after["web"] == before["web"]
+    assert set(before["beta"]) < set(after["beta"]) and len(after["beta"]) == 3
+    assert after["alpha"] and not set(after["alpha"]) & set(before["alpha"])
+    assert (env["GREETING"], env["SECRET_TOKEN"]) == ("changed", new_secret)
+
+
+@pytest.fixture(name="removed_watcher", scope="module")
+def fixture_removed_watcher(scenario_dir):
+    """beta marked absent, on every host."""
+    hosts = every_host()
+    before = {h.backend.host: state(h) for h in hosts}
     watchers = copy.deepcopy(SCENARIO["scenario_watchers"])
     watchers[0] = {"name": "beta", "state": "absent"}
     try:
-        result = apply(host, scenario_dir, scenario_vars(watchers=watchers))
-        assert result.returncode == 0, result.stdout[-3000:]
-        assert "beta" not in host.check_output(f"{CIRCUSCTL} status")
-        wait_for(lambda: not any(alive(host, p) for p in before["beta"]), "beta's processes to stop")
-        assert not host.file("/etc/circus/watchers.d/beta.ini").exists
-        assert not host.file("/etc/circus/env/beta.env").exists
-        assert main_pid(host) == before["circusd"]
-        assert pids(host, "alpha") == before["alpha"]
-        assert pids(host, "web") == before["web"]
+        result = apply_role(scenario_dir, "circus", scenario_vars(watchers=watchers))
+        seen = {}
+        if result.returncode == 0:
+            for h in hosts:
+                old_beta = before[h.backend.host]["beta"]
+                seen[h.backend.host] = {
+                    "before": before[h.backend.host],
+                    "status": h.check_output(f"{CIRCUSCTL} status"),
+                    "stopped": eventually(lambda h=h, old_beta=old_beta: not any(alive(h, p) for p in old_beta)),
+                    "files": [h.file(f).exists for f in ("/etc/circus/watchers.d/beta.ini", "/etc/circus/env/beta.env")],
+                    "circusd": main_pid(h),
+                    "alpha": pids(h, "alpha"),
+                    "web": pids(h, "web"),
+                }
     finally:
-        restore(host, scenario_dir)
+        restore(hosts, scenario_dir)
+    return {"result": result, "hosts": seen}
+
+
+def test_removing_a_watcher_stops_it_and_nothing_else(host, removed_watcher):
+    result = removed_watcher["result"]
+    assert result.returncode == 0, result.stdout[-3000:]
+    seen = removed_watcher["hosts"][host.backend.host]
+    before = seen["before"]
+    assert "beta" not in seen["status"]
+    assert seen["stopped"], "beta's processes did not stop"
+    assert seen["files"] == [False, False], "beta's include or env file is still there"
+    assert seen["circusd"] == before["circusd"]
+    assert seen["alpha"] == before["alpha"]
+    assert seen["web"] == before["web"]
 
 
 # Bad input: the play fails with a clear message and the host is left exactly as it was.
-# "gamma" is a valid new watcher listed beside the bad entry: it must not appear.
-GAMMA = {"name": "gamma", "command": "/usr/local/bin/circus-test-writer", "uid": "alpha"}
+# "gamma" is a valid new watcher listed beside the bad entry: it must not appear (its
+# graceful_timeout is below the scenario's circus_stop_timeout - 5, as the role requires).
+GAMMA = {"name": "gamma", "command": "/usr/local/bin/circus-test-writer", "uid": "alpha", "graceful_timeout": 5}
 BAD_INPUTS = {
     "unknown user": ([GAMMA, dict(GAMMA, name="delta", uid="nosuchuser")], "user nosuchuser does not exist"),
     "relative command": ([GAMMA, dict(GAMMA, name="delta", command="circus-test-writer")],
@@ -252,6 +322,8 @@ BAD_INPUTS = {
     "tcp socket without a port": ([GAMMA, dict(GAMMA, name="delta", socket={"type": "tcp"})],
                                   "a tcp socket needs a port"),
     "duplicate name": ([GAMMA, GAMMA], "listed more than once"),
+    "unknown socket handover": ([GAMMA, dict(GAMMA, name="delta", socket={"type": "unix", "handover": "env"})],
+                                "handover must be one of: fd, systemd"),
     "list given as a string": ("gamma", "circus_watchers"),
 }
 SNAPSHOT = ("sha256sum /etc/circus/circus.ini /etc/circus/watchers.d/* /etc/circus/env/* "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 from sandbox_support import PROJECT, apply_role, assert_check_mode_clean, recap, run_playbook
 
@@ -28,6 +29,7 @@ FILES = SCENARIO / "files"
 # The first host of the `index` group: release.yml's default index. Host-independent
 # checks (release.yml, creating another account) run against it only.
 FIRST = "devpi-debian12"
+INDEX_HOSTS = sorted(yaml.safe_load((SCENARIO / "inventory/hosts.yml").read_text(encoding="utf-8"))["all"]["children"]["index"]["hosts"])
 RUN = str(int(time.time()))
 V1, V2 = f"1.0.{RUN}", f"2.0.{RUN}"
 PYPI_PACKAGE = "six==1.16.0"
@@ -250,23 +252,53 @@ def test_release_playbook_checks_its_input_first(scenario_dir, extra_vars, messa
     assert "changed=0" in result.stdout
 
 
-def test_drift_is_put_back_without_logging_a_password(host, scenario_dir):
+DRIFT = [  # (path, body): what an operator might change by hand, with root's rights
+    ("/acme", {"password": "drifted-upload-pw"}),
+    ("/acme/prod", ["volatile=True", "bases="]),
+    ("/root/pypi", ["mirror_url=https://mirror.invalid/simple/", "mirror_no_project_list=False"]),
+    ("/root", {"password": "drifted-root-pw"}),
+]
+
+
+@pytest.fixture(name="drift_put_back", scope="module")
+def fixture_drift_put_back(scenario_dir):
+    """Drift on every index host, then one converge.yml run for all of them (not one per
+    host); what each host answers afterwards, for each host's test."""
+    hosts = [testinfra.get_host(f"ansible://{name}", ansible_inventory=str(SCENARIO / "inventory"))
+             for name in INDEX_HOSTS]
+    drifted = {h.backend.host: [api(settings(h), path, "PATCH", body, auth=root(settings(h)))[0] for path, body in DRIFT]
+               for h in hosts}
+    result = run_playbook(scenario_dir, "converge.yml", "-vvv")
+    seen = {}
+    for h in hosts:
+        hostvars = settings(h)
+        seen[h.backend.host] = {
+            "drifted": drifted[h.backend.host],
+            "root_login": can_log_in(hostvars, "root", hostvars["devpi_root_password"]),
+            "upload_login": can_log_in(hostvars, "acme", hostvars["devpi_upload_password"]),
+            "private": api(hostvars, "/acme/prod?no_projects="),
+            "mirror": api(hostvars, "/root/pypi?no_projects="),
+        }
+    return {"result": result, "hosts": seen}
+
+
+def test_drift_is_put_back_without_logging_a_password(host, drift_put_back):
     hostvars = settings(host)
-    assert api(hostvars, "/acme", "PATCH", {"password": "drifted-upload-pw"}, auth=root(hostvars))[0] == 200
-    assert api(hostvars, "/acme/prod", "PATCH", ["volatile=True", "bases="], auth=root(hostvars))[0] == 200
-    assert api(hostvars, "/root/pypi", "PATCH", ["mirror_url=https://mirror.invalid/simple/", "mirror_no_project_list=False"],
-               auth=root(hostvars))[0] == 200
-    assert api(hostvars, "/root", "PATCH", {"password": "drifted-root-pw"}, auth=root(hostvars))[0] == 200
-    result = run_playbook(scenario_dir, "converge.yml", "--limit", host.backend.host, "-vvv")
+    seen = drift_put_back["hosts"][host.backend.host]
+    assert seen["drifted"] == [200] * len(DRIFT)
+    result = drift_put_back["result"]
     assert result.returncode == 0, result.stdout[-4000:]
     assert recap(result)[host.backend.host]["changed"] >= 5
     for secret in (hostvars["devpi_root_password"], hostvars["devpi_upload_password"]):
         assert secret not in result.stdout
-    assert can_log_in(hostvars, "root", hostvars["devpi_root_password"])
-    assert can_log_in(hostvars, "acme", hostvars["devpi_upload_password"])
-    private = index_config(hostvars, "acme/prod")
-    assert private["bases"] == ["root/pypi"] and private["volatile"] is False
-    mirror = index_config(hostvars, "root/pypi")
+    assert seen["root_login"]
+    assert seen["upload_login"]
+    status, private = seen["private"]
+    assert status == 200, private
+    assert private["result"]["bases"] == ["root/pypi"] and private["result"]["volatile"] is False
+    status, mirror = seen["mirror"]
+    assert status == 200, mirror
+    mirror = mirror["result"]
     assert mirror["mirror_url"] == "https://pypi.org/simple/" and mirror["mirror_no_project_list"] is True
 
 

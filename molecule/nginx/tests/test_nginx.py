@@ -9,13 +9,18 @@ Each answers every request with JSON describing what it received.
 import base64
 import copy
 import json
+import re
 import shlex
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
+import testinfra
 import yaml
 from sandbox_support import apply_role, assert_check_mode_clean, check_once
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent
+HOSTS = sorted(yaml.safe_load((SCENARIO_DIR / "inventory/hosts.yml").read_text(encoding="utf-8"))["all"]["hosts"])
 
 CERT = "/etc/ssl/certs/webdeploy-test.pem"
 STATIC = "/srv/apps/shop/current/static"
@@ -159,19 +164,35 @@ def vhost(role_vars, name):
     return next(v for v in role_vars["nginx_vhosts"] if v["name"] == name)
 
 
+def every_host():
+    """testinfra hosts for every host of the scenario, for changes applied to all at once."""
+    return [testinfra.get_host(f"ansible://{name}", ansible_inventory=str(SCENARIO_DIR / "inventory"))
+            for name in HOSTS]
+
+
+def failure_of(result, name):
+    """What a play reported for host `name` when the host failed (whitespace normalised)."""
+    match = re.search(rf"^fatal: \[{re.escape(name)}\]: FAILED! => ?\n((?:[ \t].*\n?)*)", result.stdout, re.M)
+    return " ".join(match.group(1).split()) if match else ""
+
+
 @pytest.fixture(name="upstreams", scope="module")
-def fixture_upstreams(host):
-    """Start the two application stand-ins for the tests of this module."""
+def fixture_upstreams():
+    """Start the two application stand-ins on every host, for the tests of this module
+    (the tests that change the role's input apply it to every host at once)."""
+    hosts = every_host()
     script = base64.b64encode(UPSTREAM.encode()).decode()
-    run(host, f"install -d {Path(UPSTREAM_SCRIPT).parent} && echo {script} | base64 -d > {UPSTREAM_SCRIPT}")
-    for unit, args in UPSTREAMS.items():
-        run(host, f"systemctl stop {unit}; systemctl reset-failed {unit}")
-        started = run(host, f"systemd-run --unit={unit} --service-type=notify --collect "
-                            f"/usr/bin/python3 {UPSTREAM_SCRIPT} {' '.join(args)}")
-        assert started.rc == 0, started.stderr
+    for host in hosts:
+        run(host, f"install -d {Path(UPSTREAM_SCRIPT).parent} && echo {script} | base64 -d > {UPSTREAM_SCRIPT}")
+        for unit, args in UPSTREAMS.items():
+            run(host, f"systemctl stop {unit}; systemctl reset-failed {unit}")
+            started = run(host, f"systemd-run --unit={unit} --service-type=notify --collect "
+                                f"/usr/bin/python3 {UPSTREAM_SCRIPT} {' '.join(args)}")
+            assert started.rc == 0, started.stderr
     yield
-    for unit in UPSTREAMS:
-        run(host, f"systemctl stop {unit}")
+    for host in hosts:
+        for unit in UPSTREAMS:
+            run(host, f"systemctl stop {unit}")
 
 
 # --- serving ---------------------------------------------------------------------------
@@ -341,31 +362,54 @@ def test_vhost_marked_absent_is_gone(host):
 
 # --- changes: reload, never restart; removal --------------------------------------------
 
-@pytest.mark.usefixtures("upstreams")
-def test_vhost_added_by_reload_then_removed(host, scenario_dir):
-    master, workers = nginx_processes(host)
-    assert_tls_refused(request(host, "https://pop.test/"))
+# The role runs once for every host (not once per host); what each host shows is
+# recorded between the runs, and each host's test checks its own record.
 
+@pytest.fixture(name="pop_vhost", scope="module")
+def fixture_pop_vhost(upstreams, scenario_dir):  # pylint: disable=unused-argument
+    """A vhost "pop" added to every host, then marked absent."""
+    hosts = every_host()
+    seen = {h.backend.host: {"before": nginx_processes(h), "refused": request(h, "https://pop.test/")} for h in hosts}
     role_vars = converge_vars(scenario_dir)
     pop = {"name": "pop", "server_names": ["pop.test"], "upstream": {"port": 8001},
            "tls": vhost(role_vars, "shop")["tls"]}
     role_vars["nginx_vhosts"].append(pop)
-    added = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
+    added = apply_role(scenario_dir, "nginx", role_vars)
+    removed = None
+    if added.returncode == 0:
+        for h in hosts:
+            seen[h.backend.host].update(added_response=request(h, "https://pop.test/"), added=nginx_processes(h))
+        role_vars["nginx_vhosts"][-1] = {"name": "pop", "state": "absent"}
+        removed = apply_role(scenario_dir, "nginx", role_vars)
+        if removed.returncode == 0:
+            for h in hosts:
+                seen[h.backend.host].update(
+                    file_left=h.file("/etc/nginx/sites-enabled/pop.conf").exists,
+                    removed_https=request(h, "https://pop.test/"), removed_http=request(h, "http://pop.test/"),
+                    removed=nginx_processes(h))
+    return {"added": added, "removed": removed, "hosts": seen}
+
+
+def test_vhost_added_by_reload_then_removed(host, pop_vhost):
+    seen = pop_vhost["hosts"][host.backend.host]
+    master, workers = seen["before"]
+    assert_tls_refused(seen["refused"])
+
+    added = pop_vhost["added"]
     assert added.returncode == 0, added.stdout[-3000:]
-    response = request(host, "https://pop.test/")
+    response = seen["added_response"]
     assert response.status == 200, response
     assert app(response)["headers"]["Host"] == "pop.test"
-    new_master, new_workers = nginx_processes(host)
+    new_master, new_workers = seen["added"]
     assert new_master == master  # not restarted ...
     assert not new_workers & workers  # ... but reloaded: new workers
 
-    role_vars["nginx_vhosts"][-1] = {"name": "pop", "state": "absent"}
-    removed = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
+    removed = pop_vhost["removed"]
     assert removed.returncode == 0, removed.stdout[-3000:]
-    assert not host.file("/etc/nginx/sites-enabled/pop.conf").exists
-    assert_tls_refused(request(host, "https://pop.test/"))
-    assert_closed_without_answer(request(host, "http://pop.test/"))
-    assert nginx_processes(host)[0] == master
+    assert not seen["file_left"]
+    assert_tls_refused(seen["removed_https"])
+    assert_closed_without_answer(seen["removed_http"])
+    assert seen["removed"][0] == master
 
 
 # --- what must not change -------------------------------------------------------------
@@ -405,27 +449,44 @@ REJECTED_BY_NGINX = {
 }
 
 
+_rejected = {}
+
+
+def rejected_run(scenario_dir, case):
+    """Apply the spoilt input of `case` to every host at once (once per case): the result
+    and, for each host, its snapshot before and after and what it serves afterwards."""
+    if case not in _rejected:
+        hosts = every_host()
+        spoil, _ = REJECTED_BY_NGINX[case]
+        role_vars = converge_vars(scenario_dir)
+        spoil(role_vars)
+        # a valid change in the same run must not be applied either
+        vhost(role_vars, "blog")["headers"]["X-New-Header"] = "must not appear"
+        before = {h.backend.host: snapshot(h) for h in hosts}
+        result = apply_role(scenario_dir, "nginx", role_vars)
+        _rejected[case] = {"result": result, "hosts": {h.backend.host: {
+            "before": before[h.backend.host], "after": snapshot(h), "nginx_t": run(h, "nginx -t").rc,
+            "blog": request(h, "https://blog.test/"), "shop": request(h, "https://shop.test/")} for h in hosts}}
+    return _rejected[case]
+
+
 @pytest.mark.usefixtures("upstreams")
 @pytest.mark.parametrize("case", REJECTED_BY_NGINX)
 def test_configuration_nginx_rejects_fails_and_keeps_serving(host, scenario_dir, case):
-    spoil, message = REJECTED_BY_NGINX[case]
-    role_vars = converge_vars(scenario_dir)
-    spoil(role_vars)
-    # a valid change in the same run must not be applied either
-    vhost(role_vars, "blog")["headers"]["X-New-Header"] = "must not appear"
-    before = snapshot(host)
-
-    result = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
+    _, message = REJECTED_BY_NGINX[case]
+    run_ = rejected_run(scenario_dir, case)
+    result, seen = run_["result"], run_["hosts"][host.backend.host]
 
     assert result.returncode != 0, result.stdout[-3000:]
-    assert "nginx rejected the new configuration" in result.stdout, result.stdout[-3000:]
-    assert message in result.stdout, result.stdout[-3000:]
-    assert snapshot(host) == before  # no file touched, no reload
-    assert run(host, "nginx -t").rc == 0  # what is on disk still loads
-    blog = request(host, "https://blog.test/")
+    failure = failure_of(result, host.backend.host)
+    assert "nginx rejected the new configuration" in failure, result.stdout[-3000:]
+    assert " ".join(message.split()) in failure, result.stdout[-3000:]
+    assert seen["after"] == seen["before"]  # no file touched, no reload
+    assert seen["nginx_t"] == 0  # what is on disk still loads
+    blog = seen["blog"]
     assert app(blog)["upstream"] == "blog"
     assert "x-new-header" not in blog.headers
-    assert app(request(host, "https://shop.test/"))["upstream"] == "shop"
+    assert app(seen["shop"])["upstream"] == "shop"
 
 
 # Bad input fails before anything happens. "extra" is a valid new vhost listed beside the

@@ -4,9 +4,15 @@ import base64
 import hashlib
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
+import testinfra
+import yaml
 from sandbox_support import apply_role, assert_check_mode_clean, check_once
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent
+HOSTS = sorted(yaml.safe_load((SCENARIO_DIR / "inventory/hosts.yml").read_text(encoding="utf-8"))["all"]["hosts"])
 
 UV_VERSION = "0.13.9"
 WORK = "/srv/pyapp-test"
@@ -80,20 +86,49 @@ def test_uv_never_downloads_an_interpreter(host, app_dir):
     assert not host.file(f"{app_dir}/other/bin/python").exists
 
 
-def test_index_url_setting_reaches_pip_and_uv(host, scenario_dir, app_dir):
+@pytest.fixture(name="index_url_applied", scope="module")
+def fixture_index_url_applied(scenario_dir):
+    """python_index_url set to an unused port on every host at once (one run of the role
+    for both hosts), an install tried with uv and with pip on each, then the setting
+    removed again. What each host showed, for each host's test."""
+    hosts = [testinfra.get_host(f"ansible://{name}", ansible_inventory=str(SCENARIO_DIR / "inventory"))
+             for name in HOSTS]
     # Nothing listens on port 9: an install that uses the setting fails naming it.
     unused = "http://127.0.0.1:9/simple/"
-    applied = apply_role(scenario_dir, "python", {"python_index_url": unused}, "--limit", host.backend.host)
+    seen = {}
+    for host in hosts:
+        with host.sudo():
+            host.check_output(f"rm -rf {WORK} && install -d -o pyapp -g pyapp {WORK}")
     try:
-        assert applied.returncode == 0, applied.stdout[-3000:]
-        uv = as_app(host, f"uv venv -q {app_dir}/v && uv pip install --python {app_dir}/v six")
-        assert uv.rc != 0 and "127.0.0.1:9" in uv.stderr, uv.stderr
-        pip = as_app(host, f"python3 -m venv {app_dir}/p && {app_dir}/p/bin/pip download --no-deps -d {app_dir} six")
-        assert pip.rc != 0 and "127.0.0.1" in pip.stdout + pip.stderr
+        applied = apply_role(scenario_dir, "python", {"python_index_url": unused})
+        try:
+            if applied.returncode == 0:
+                for host in hosts:
+                    seen[host.backend.host] = {
+                        "uv": as_app(host, f"uv venv -q {WORK}/v && uv pip install --python {WORK}/v six"),
+                        "pip": as_app(host, f"python3 -m venv {WORK}/p && {WORK}/p/bin/pip download --no-deps -d {WORK} six"),
+                    }
+        finally:
+            restored = apply_role(scenario_dir, "python", {})
+        for host in hosts:
+            seen.setdefault(host.backend.host, {})["pip_conf_left"] = host.file("/etc/pip.conf").exists
     finally:
-        restored = apply_role(scenario_dir, "python", {}, "--limit", host.backend.host)
-        assert restored.returncode == 0, restored.stdout[-3000:]
-    assert not host.file("/etc/pip.conf").exists
+        for host in hosts:
+            with host.sudo():
+                host.check_output(f"rm -rf {WORK}")
+    return {"applied": applied, "restored": restored, "hosts": seen}
+
+
+def test_index_url_setting_reaches_pip_and_uv(host, index_url_applied):
+    applied, restored = index_url_applied["applied"], index_url_applied["restored"]
+    seen = index_url_applied["hosts"][host.backend.host]
+    assert applied.returncode == 0, applied.stdout[-3000:]
+    uv = seen["uv"]
+    assert uv.rc != 0 and "127.0.0.1:9" in uv.stderr, uv.stderr
+    pip = seen["pip"]
+    assert pip.rc != 0 and "127.0.0.1" in pip.stdout + pip.stderr
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert not seen["pip_conf_left"]
 
 
 @pytest.mark.parametrize(("role_vars", "message"), [
