@@ -22,7 +22,7 @@ import pytest
 import testinfra
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
-from sandbox_support import PROJECT, apply_role, assert_check_mode_clean, recap, run_playbook
+from sandbox_support import PROJECT, apply_role, assert_check_mode_clean, check_once, recap, run_playbook
 
 SCENARIO = Path(__file__).resolve().parent.parent
 FILES = SCENARIO / "files"
@@ -324,6 +324,7 @@ def test_a_new_upload_user_and_index_are_created_without_logging_a_password(firs
     ({"devpi_ca_bundle": "/nonexistent/ca.pem"}, "devpi_ca_bundle /nonexistent/ca.pem is not a file"),
 ])
 def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, role_vars, message):
+    check_once(host)
     snapshot = (f"sha256sum /etc/systemd/system/{UNIT}.service; systemctl show -p MainPID -p ActiveEnterTimestamp {UNIT};"
                 " ls -la --time-style=full-iso /var/lib/devpi /var/lib/devpi/server")
     with host.sudo():

@@ -11,10 +11,12 @@ pytest would then run every stage for one host before the other. They loop over 
 """
 
 import json
+import os
 import shlex
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -436,3 +438,56 @@ def test_check_mode_reports_and_changes_nothing(scenario_dir, rolled_back):
     assert result.returncode == 0, result.stdout[-3000:]
     assert "1.0.0 -> 1.1.0 (check mode: nothing done)" in result.stdout
     assert all(s["changed"] == 0 for s in recap(result).values())
+
+
+# --- the benchmarks' smoke runs ---------------------------------------------------
+# bench/ measures, it does not test; but it must not rot. Each benchmark runs once, short
+# (--smoke), on the first web host, last of all. No timing is checked here: the figures
+# are in docs/benchmarks.md.
+
+def bench(scenario_dir, tmp_path_factory, script, *args):
+    """(CompletedProcess, JSON report or None) of a smoke run of bench/<script>."""
+    out = tmp_path_factory.mktemp("bench") / f"{script}.json"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(PROJECT / "roles"))
+    result = subprocess.run([str(PROJECT / "bench" / script), "--smoke", "-i", str(Path(scenario_dir) / "inventory"),
+                             "--host-header", "webxample.test", "--out", str(out), *args],
+                            env=env, capture_output=True, text=True, timeout=900, check=False)
+    return result, json.loads(out.read_text()) if out.exists() else None
+
+
+@pytest.fixture(name="downtime_smoke", scope="module")
+def fixture_downtime_smoke(scenario_dir, tmp_path_factory, web, stray):
+    before = serving(web[WEB[0]])
+    return before, *bench(scenario_dir, tmp_path_factory, "downtime", "--host", WEB[0])
+
+
+def test_the_downtime_benchmark_runs(web, downtime_smoke):
+    before, result, report = downtime_smoke
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for label in ("baseline", "ours"):
+        figures = report[label]
+        assert {"overall", "steady", "switch_windows", "transitions"} <= figures.keys(), label
+        assert figures["overall"]["requests"] > 0, label
+        assert len(figures["switches"]) == 1, f"{label}: {figures['switches']}"
+        assert {"1.0.0", "1.1.0"} <= figures["versions_answered"].keys(), f"{label}: {figures['versions_answered']}"
+    assert report["ours"]["overall"]["failed"] == 0, report["ours"]["overall"]
+    assert serving(web[WEB[0]]) == before
+
+
+@pytest.fixture(name="deploy_speed_smoke", scope="module")
+def fixture_deploy_speed_smoke(scenario_dir, tmp_path_factory, downtime_smoke):
+    return bench(scenario_dir, tmp_path_factory, "deploy_speed", "--hosts", WEB[0])
+
+
+def test_the_deploy_speed_benchmark_runs(web, deploy_speed_smoke):
+    result, report = deploy_speed_smoke
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {r["row"]: r["runs"] for r in report["table"]}
+    assert set(rows) == {"floor (shell script on the host)", "fabric (seed chapter's fabfile)", "ours: deploy",
+                         "ours: no-op re-deploy", "ours: rollback"}, rows
+    assert all(len(runs) == 1 for runs in rows.values()), rows
+    # Each way ended with 1.1.0 answering (the script waits for it); the host is left on 1.0.0.
+    host = web[WEB[0]]
+    assert serving(host) == "1.0.0"
+    assert link(host, "webxample", "current") == "1.0.0"
+    assert not host.file("/srv/apps/webxample/releases/1.1.0").exists
