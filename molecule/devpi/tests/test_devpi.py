@@ -142,6 +142,9 @@ def test_devpi_runs_as_its_unprivileged_user(host):
     # The code it runs belongs to root: the service cannot rewrite it.
     assert host.file("/opt/devpi/bin/devpi-server").user == "root"
     assert host.check_output("/opt/devpi/bin/devpi-server --version").strip().endswith("6.20.3")
+    # The running server waits 30 s for the mirror, not devpi's 5 (a cold mirror under
+    # load answered "no versions" to eight hosts at once).
+    assert "--request-timeout 30" in host.check_output(f"ps -o args= -C {UNIT}")
 
 
 def test_devpi_trusts_the_system_ca_bundle(host):
@@ -322,6 +325,7 @@ def test_a_new_upload_user_and_index_are_created_without_logging_a_password(firs
     ({"devpi_upload_user": "root"}, "devpi_upload_user (not root)"),
     ({"devpi_mirror_url": "https://pypi.org/my simple/"}, "devpi_mirror_url an http(s) URL without spaces"),
     ({"devpi_ca_bundle": "/nonexistent/ca.pem"}, "devpi_ca_bundle /nonexistent/ca.pem is not a file"),
+    ({"devpi_request_timeout": 0}, "devpi_request_timeout 1-600 seconds (got 0)"),
 ])
 def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, role_vars, message):
     check_once(host)
