@@ -4,6 +4,7 @@ need. Standard library only."""
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -20,15 +21,34 @@ def use_project_environment():
     os.environ["PATH"] = f"{ROOT}/.venv/bin:{os.environ['PATH']}"
 
 
-def hostvars(inventory, names=None):
-    """{name: variables} as ansible-inventory resolves them, for names (default: every host)."""
+def hostvars(inventory, names):
+    """{name: variables} as ansible-inventory resolves them. Only sandbox hosts (created
+    by tests/sandbox/create.yml, which sets sandbox_image): the benchmarks delete
+    releases, restart apps and skip SSH host key checks, which no real host should get."""
     out = subprocess.run(["ansible-inventory", "-i", inventory, "--list"],
                          check=True, capture_output=True, text=True, cwd=ROOT).stdout
     hv = json.loads(out)["_meta"]["hostvars"]
-    missing = [n for n in names or [] if n not in hv]
+    missing = [n for n in names if n not in hv]
     if missing:
         raise SystemExit(f"bench: {', '.join(missing)} not in {inventory}")
-    return {n: hv[n] for n in names} if names else hv
+    real = [n for n in names if not hv[n].get("sandbox_image")]
+    if real:
+        raise SystemExit(f"bench: {', '.join(real)} in {inventory} not a sandbox host (no sandbox_image):"
+                         " the benchmarks only run on hosts made by tests/sandbox/create.yml")
+    return {n: hv[n] for n in names}
+
+
+def role_setting(hv, role, name):
+    """A role variable as a host gets it: the inventory's value, else the role's own
+    (defaults/main.yml or vars/main.yml, `name: value` on one line)."""
+    if name in hv:
+        return str(hv[name])
+    for part in ("defaults", "vars"):
+        text = (ROOT / "roles" / role / part / "main.yml").read_text()
+        m = re.search(rf"^{re.escape(name)}: *(\S+) *$", text, re.M)
+        if m:
+            return m.group(1).strip("\"'")
+    raise SystemExit(f"bench: {name} not found in role {role}")
 
 
 class Host:
@@ -45,6 +65,12 @@ class Host:
                          "-o", "ControlPath=/tmp/webdeploy-bench-%C"]
         self.ssh.append(f"{hv.get('ansible_user', 'root')}@{hv.get('ansible_host', name)}")
         self.home = f"{app_root}/{app}"
+        # The release role's tools and its "release complete" marker, for the scripts
+        # that do its work without it (bench/floor-deploy, the resets).
+        self.python = role_setting(hv, "release", "release_python")
+        self.uv = role_setting(hv, "release", "release_uv")
+        self.circusctl = role_setting(hv, "release", "release_circusctl")
+        self.marker = role_setting(hv, "release", "__release_marker")
 
     def run(self, command, **kw):
         return subprocess.run(self.ssh + [command], check=True, text=True, capture_output=True, **kw).stdout

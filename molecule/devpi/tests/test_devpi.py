@@ -142,8 +142,7 @@ def test_devpi_runs_as_its_unprivileged_user(host):
     # The code it runs belongs to root: the service cannot rewrite it.
     assert host.file("/opt/devpi/bin/devpi-server").user == "root"
     assert host.check_output("/opt/devpi/bin/devpi-server --version").strip().endswith("6.20.3")
-    # The running server waits 30 s for the mirror, not devpi's 5 (a cold mirror under
-    # load answered "no versions" to eight hosts at once).
+    # The running server waits 30 s for the mirror, not devpi's 5 (devpi/devpi#819).
     assert "--request-timeout 30" in host.check_output(f"ps -o args= -C {UNIT}")
 
 
