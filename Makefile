@@ -12,7 +12,7 @@ export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
 SANDBOX := inventories/sandbox
-PLAYBOOKS := site.yml deploy.yml rollback.yml $(wildcard playbooks/*.yml) tests/sandbox/create.yml tests/sandbox/destroy.yml $(wildcard tests/playbooks/*.yml)
+PLAYBOOKS := site.yml deploy.yml rollback.yml $(wildcard playbooks/*.yml) $(wildcard awx/*.yml) tests/sandbox/create.yml tests/sandbox/destroy.yml $(wildcard tests/playbooks/*.yml)
 # Every scenario, or a subset: make molecule SCENARIOS=users. They run MOLECULE_JOBS at a
 # time: most of a scenario's time goes to waiting (containers, systemd, services, SSH),
 # so two share the 2 cores well. Those in ALONE run after the others, by themselves: the

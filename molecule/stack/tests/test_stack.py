@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+from awx_runner import SANDBOX_VAULT, awx_job_vars, run_job, stats_data, stdout
 from sandbox_support import PROJECT, recap, run_playbook
 
 WEB = ["stack-web12", "stack-web13"]
@@ -363,6 +364,8 @@ def test_deploy_log_tells_the_story(web, rolled_back):
         if name == WEB[0]:
             assert failed == ["1.2.0", "1.3.0"]
         assert all(e["user"] and float(e["seconds"]) > 0 for e in log)
+        # Run from a terminal, not by AWX: no job id (AWX's would be awx_job_id).
+        assert all(e["job"] == "-" for e in log)
 
 
 def test_releases_that_never_served_are_cleaned_up(web, rolled_back):
@@ -491,3 +494,86 @@ def test_the_deploy_speed_benchmark_runs(web, deploy_speed_smoke):
     assert serving(host) == "1.0.0"
     assert link(host, "webxample", "current") == "1.0.0"
     assert not host.file("/srv/apps/webxample/releases/1.1.0").exists
+
+
+# --- jobs run as AWX runs them ----------------------------------------------------
+# ansible-runner, the engine AWX calls, from a private data directory laid out as AWX
+# lays it out (tests/awx_runner.py): the survey's answers and AWX's own variables as
+# extra vars, the limit on the command line, the vault password answered at its prompt,
+# the project's ansible.cfg. On the first web host, after everything else.
+
+AWX_HOST = WEB[0]
+
+
+def awx_job(scenario_dir, playbook, job_id, extravars=None, cmdline=()):
+    """One job; none of the suite's ANSIBLE_* settings reach it (AWX sets none of them)."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("ANSIBLE_")}
+    try:
+        return run_job(playbook, inventory=Path(scenario_dir) / "inventory", limit=AWX_HOST,
+                       vault_passwords=SANDBOX_VAULT, cmdline=cmdline,
+                       extravars={"app_name": "webxample", **awx_job_vars(job_id), **(extravars or {})})
+    finally:
+        os.environ.update(saved)
+
+
+@pytest.fixture(name="awx_jobs", scope="module")
+def fixture_awx_jobs(scenario_dir, web, deploy_speed_smoke):
+    host = web[AWX_HOST]
+    seen = {"before": serving(host)}
+    jobs = {"deploy": awx_job(scenario_dir, "playbooks/deploy.yml", 101, {"app_version": "1.1.0"})}
+    seen["deploy"], seen["log"] = serving(host), deploy_log(host)[-1]
+    jobs["smoke"] = awx_job(scenario_dir, "playbooks/smoke.yml", 102, {"app_version": "1.1.0"})
+    jobs["smoke of another version"] = awx_job(scenario_dir, "playbooks/smoke.yml", 103, {"app_version": "1.3.0"})
+    jobs["check"] = awx_job(scenario_dir, "playbooks/deploy.yml", 104, {"app_version": "1.1.0"}, ["--check", "--diff"])
+    jobs["rollback"] = awx_job(scenario_dir, "playbooks/rollback.yml", 105)
+    seen["rollback"] = serving(host)
+    # The workflow's failure path: Deploy, then (the smoke test failed) Revert, which gets
+    # the Deploy job's set_stats data as extra vars.
+    jobs["redeploy"] = awx_job(scenario_dir, "playbooks/deploy.yml", 106, {"app_version": "1.1.0"})
+    jobs["revert"] = awx_job(scenario_dir, "playbooks/revert.yml", 107, stats_data(jobs["redeploy"].events))
+    seen["revert"], seen["current"] = serving(host), link(host, "webxample", "current")
+    return seen, jobs
+
+
+def test_an_awx_deploy_job_serves_the_version_and_publishes_it(awx_jobs):
+    seen, jobs = awx_jobs
+    job = jobs["deploy"]
+    assert (job.status, job.rc) == ("successful", 0), stdout(job.events)[-3000:]
+    assert (seen["before"], seen["deploy"]) == ("1.0.0", "1.1.0")
+    data = stats_data(job.events)
+    assert data["webdeploy"] == {"webxample": {"deployed": "1.1.0", "previous": "1.0.0"}}, data
+    assert [(r["host"], r["to"]) for r in data["webdeploy_results"]] == [(AWX_HOST, "1.1.0")], data
+    # The deploy log names AWX's user and job.
+    assert (seen["log"]["version"], seen["log"]["user"], seen["log"]["job"]) == ("1.1.0", "admin", "101"), seen["log"]
+
+
+def test_the_awx_smoke_test_job_fails_when_another_version_answers(awx_jobs):
+    _, jobs = awx_jobs
+    assert jobs["smoke"].status == "successful", stdout(jobs["smoke"].events)[-3000:]
+    wrong = jobs["smoke of another version"]
+    assert wrong.status == "failed" and wrong.rc != 0
+    assert "answered 200 with version 1.1.0" in " ".join(stdout(wrong.events).split()), stdout(wrong.events)[-3000:]
+
+
+def test_an_awx_check_job_reports_no_change_on_an_up_to_date_host(awx_jobs):
+    _, jobs = awx_jobs
+    job = jobs["check"]
+    assert job.status == "successful", stdout(job.events)[-3000:]
+    assert job.stats["changed"].get(AWX_HOST, 0) == 0, job.stats
+
+
+def test_an_awx_rollback_job_returns_to_the_previous_release(awx_jobs):
+    seen, jobs = awx_jobs
+    job = jobs["rollback"]
+    assert (job.status, job.rc) == ("successful", 0), stdout(job.events)[-3000:]
+    assert seen["rollback"] == "1.0.0"
+    assert stats_data(job.events)["webdeploy"] == {"webxample": {"deployed": "1.0.0", "previous": "1.1.0"}}
+
+
+def test_the_workflow_revert_job_rolls_back_and_ends_red(awx_jobs):
+    seen, jobs = awx_jobs
+    assert jobs["redeploy"].status == "successful", stdout(jobs["redeploy"].events)[-3000:]
+    job = jobs["revert"]
+    assert job.status == "failed", stdout(job.events)[-3000:]
+    assert "This job fails on purpose" in " ".join(stdout(job.events).split())
+    assert (seen["revert"], seen["current"]) == ("1.0.0", "1.0.0")
