@@ -19,7 +19,7 @@ from tests.support import APP_DIR, app_env, run
 
 pytestmark = pytest.mark.releases
 
-VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
+VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
 # The repository's toolchain venv has `build`; WEBXAMPLE_BUILD_PYTHON picks another.
 BUILD_PYTHON = os.environ.get("WEBXAMPLE_BUILD_PYTHON", str(APP_DIR.parents[1] / ".venv/bin/python"))
 STYLE = APP_DIR / "src/webxample/static/webxample/style.css"

@@ -1,9 +1,10 @@
 """Behaviour of the `nginx` role on a converged host (see ../converge.yml).
 
-Every request is made from inside the container with curl or openssl, to nginx on the
-loopback. The applications behind nginx are small Python HTTP servers started by the
-`upstreams` fixture: one on 127.0.0.1:8001 ("shop"), one on a unix socket ("blog").
-Each answers every request with JSON describing what it received.
+Every request is made from inside the container with curl or openssl (slow clients: a
+small Python script, SLOW_CLIENTS), to nginx on the loopback. The applications behind
+nginx are small Python HTTP servers started by the `upstreams` fixture: one on
+127.0.0.1:8001 ("shop"), one on a unix socket ("blog"). Each answers every request with
+JSON describing what it received ("/sleep/<seconds>" first sleeps: a slow application).
 """
 
 import base64
@@ -11,6 +12,7 @@ import copy
 import json
 import re
 import shlex
+import uuid
 from collections import namedtuple
 from pathlib import Path
 
@@ -33,7 +35,7 @@ UPSTREAMS = {  # unit name: (app name, kind, address)
 # The application stand-in. It tells systemd it is ready only once it listens
 # (Type=notify), so `systemd-run` returns when requests can be served.
 UPSTREAM = r'''
-import json, os, socket, socketserver, sys
+import json, os, socket, socketserver, sys, time
 from http.server import BaseHTTPRequestHandler
 
 NAME, KIND, ADDRESS = sys.argv[1:4]
@@ -43,14 +45,19 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self):
         length = int(self.headers.get("Content-Length") or 0)
         received = self.rfile.read(length) if length else b""
+        if self.path.startswith("/sleep/"):  # a slow application: /sleep/<seconds>
+            time.sleep(float(self.path.split("/")[2]))
         body = json.dumps({"upstream": NAME, "method": self.command, "path": self.path,
                            "headers": dict(self.headers.items()),
                            "body_length": len(received)}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # nginx gave up waiting (proxy_read_timeout)
 
     do_GET = do_POST = answer
 
@@ -81,6 +88,122 @@ ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 ready.connect("\0" + notify[1:] if notify.startswith("@") else notify)
 ready.sendall(b"READY=1")
 server.serve_forever()
+'''
+
+# Slow clients, run inside the container against nginx on the loopback (python3 is on
+# every host). Reads a JSON list of cases on stdin, runs them all at once (one thread
+# each) and prints {case name: what happened} as JSON. Two kinds of case:
+#   stall         send `send` (then `trickle` every `every` seconds, if given) and wait
+#                 until nginx ends the connection, at most `limit` seconds after connecting
+#   stop_reading  send `send`, read the response headers, stop reading for up to `limit`
+#                 seconds or until nginx ends the connection, then read what is left
+# Times are measured in the container: from the connect, and from the last byte of
+# `send` ("stalled"). A connection ends by a close ("closed") or a reset (the name of the
+# Python exception); "still open" when the limit passed first.
+SLOW_CLIENTS = r'''
+import json, socket, ssl, sys, threading, time
+
+CERT = sys.argv[1]
+TCP_ESTABLISHED = 1
+
+
+def connect(case):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if case.get("rcvbuf"):  # a small receive window: what is not read stays at nginx
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, case["rcvbuf"])
+    sock.connect(("127.0.0.1", case["port"]))
+    if case.get("tls"):
+        context = ssl.create_default_context(cafile=CERT)
+        context.set_alpn_protocols(["http/1.1"])
+        sock = context.wrap_socket(sock, server_hostname=case["tls"])
+    return sock
+
+
+def receive(sock):
+    # b"" at a close; the name of the exception at a reset or an abrupt TLS end.
+    try:
+        return sock.recv(65536)
+    except (ssl.SSLWantReadError, TimeoutError):  # no data yet (say, only a TLS 1.3 ticket)
+        return None
+    except OSError as error:
+        return type(error).__name__
+
+
+def stall(case, start, sock):
+    stalled = time.monotonic()
+    sock.settimeout(0.1)
+    received, outcome, trickled = b"", "still open", 0
+    next_trickle = stalled + case.get("every", 0)
+    while time.monotonic() - start < case["limit"]:
+        if case.get("trickle") and time.monotonic() >= next_trickle:
+            try:
+                sock.sendall(case["trickle"].encode())
+            except OSError as error:
+                outcome = type(error).__name__
+                break
+            trickled += 1
+            next_trickle += case["every"]
+        data = receive(sock)
+        if data is None:
+            continue
+        if isinstance(data, str) or not data:
+            outcome = data or "closed"
+            break
+        received += data
+    end = time.monotonic()
+    return {"outcome": outcome, "after_connect": end - start, "after_stall": end - stalled,
+            "trickled": trickled, "received": received.decode("latin-1")[:300]}
+
+
+def stop_reading(case, start, sock):
+    sock.settimeout(10)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = receive(sock)
+        if not isinstance(data, bytes) or not data:
+            return {"outcome": "no response", "received": head.decode("latin-1")}
+        head += data
+    head, _, body = head.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    # Not reading: nginx's writes stall. The kernel tells when nginx ends the connection.
+    stalled = time.monotonic()
+    ended_after = None
+    while time.monotonic() - stalled < case["limit"]:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+        if state != TCP_ESTABLISHED:
+            ended_after = time.monotonic() - stalled
+            break
+        time.sleep(0.05)
+    received = len(body)
+    while True:
+        data = receive(sock)
+        if data is None or isinstance(data, str) or not data:
+            outcome = "still open" if data is None else data or "closed"
+            break
+        received += len(data)
+    return {"outcome": outcome, "status_line": head.split(b"\r\n")[0].decode("latin-1"),
+            "content_length": length, "received": received, "ended_after": ended_after}
+
+
+def run(case, results):
+    start = time.monotonic()
+    try:
+        sock = connect(case)
+        if case.get("send"):
+            sock.sendall(case["send"].encode())
+        results[case["name"]] = (stall if case["kind"] == "stall" else stop_reading)(case, start, sock)
+    except Exception as error:  # reported, not raised: the test shows it
+        results[case["name"]] = {"outcome": "client error: %r" % error}
+
+
+results = {}
+threads = [threading.Thread(target=run, args=(case, results)) for case in json.load(sys.stdin)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(results))
 '''
 
 Response = namedtuple("Response", "rc status headers body stderr")
@@ -260,12 +383,13 @@ def test_static_text_is_compressed(host):
     assert "content-encoding" not in plain.headers
 
 
-def test_tls_1_1_is_refused_by_the_server_and_1_2_accepted(host):
-    # The client is told to offer TLS 1.1 at security level 0, so any refusal comes from
-    # nginx: it answers with a protocol_version alert.
-    old = tls_handshake(host, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
-    assert old.rc != 0, old.stdout
-    assert "alert protocol version" in old.stdout, old.stdout
+def test_tls_1_0_and_1_1_are_refused_by_the_server_and_1_2_and_1_3_accepted(host):
+    # The client is told to offer TLS 1.0 or 1.1 at security level 0, so any refusal comes
+    # from nginx: it answers with a protocol_version alert.
+    for version in ("-tls1", "-tls1_1"):
+        old = tls_handshake(host, version, "-cipher", "DEFAULT@SECLEVEL=0")
+        assert old.rc != 0, old.stdout
+        assert "alert protocol version" in old.stdout, old.stdout
     for version, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
         ok = tls_handshake(host, version)
         assert ok.rc == 0, ok.stdout
@@ -274,11 +398,17 @@ def test_tls_1_1_is_refused_by_the_server_and_1_2_accepted(host):
 
 
 def test_tls_1_2_offers_only_forward_secret_aead_ciphers(host):
-    # The client offers only what the server must not accept (RSA key exchange, CBC,
-    # SHA-1 MACs, ...): the server ends the handshake with a handshake_failure alert.
-    weak = tls_handshake(host, "-tls1_2", "-cipher", "DEFAULT:AES128-SHA:AES256-SHA@SECLEVEL=0:!ECDHE")
-    assert weak.rc != 0, weak.stdout
-    assert "alert handshake failure" in weak.stdout, weak.stdout
+    # The client offers only what the server must not accept: the server ends the
+    # handshake with a handshake_failure alert.
+    for offer in ("DEFAULT:AES128-SHA:AES256-SHA@SECLEVEL=0:!ECDHE",  # no forward secrecy
+                  # forward secret, but not AEAD: CBC or no encryption, with SHA-1/SHA-2 MACs
+                  "ECDHE+SHA1:ECDHE+SHA256:ECDHE+SHA384@SECLEVEL=0"):
+        weak = tls_handshake(host, "-tls1_2", "-cipher", offer)
+        assert weak.rc != 0, weak.stdout
+        assert "alert handshake failure" in weak.stdout, weak.stdout
+    # what a current client offers gets an ECDHE suite with AES-GCM or ChaCha20-Poly1305
+    ok = tls_handshake(host, "-tls1_2")
+    assert re.search(r"New, TLSv1\.2, Cipher is ECDHE-ECDSA-(AES\d+-GCM|CHACHA20-POLY1305)", ok.stdout), ok.stdout
 
 
 @pytest.mark.usefixtures("upstreams")
@@ -343,6 +473,146 @@ def test_request_bodies_are_limited_per_vhost(host):
     assert large.status == 413
     # blog keeps the global limit (10m)
     assert request(host, "https://blog.test/upload", "--data-binary", "@/tmp/two-megabytes").status == 200
+
+
+# --- slow clients and applications ---------------------------------------------------
+
+# converge.yml sets the client timeouts to a few seconds. A slow client must be dropped
+# once its timeout has passed: not before (less a second), and not much later (the bound
+# is generous: the point is that nginx does not hold the connection for ever).
+TIMEOUTS = {name: converge_vars(SCENARIO_DIR)[f"nginx_{name}"]
+            for name in ("client_header_timeout", "client_body_timeout", "send_timeout")}
+MARGIN, GRACE = 1, 10
+TRICKLE_EVERY = 0.5  # seconds between two header lines of the slowloris client
+BIG_FILE = f"{STATIC}/big.bin"  # much more than the kernel buffers of both ends hold
+_slow = {}
+
+
+def slow_clients(host):
+    """Run every slow client of the tests at once on `host` (once per host); returns
+    {case: what happened} (see SLOW_CLIENTS) plus "log": the access log lines of the
+    requests, recognised by a token in their paths."""
+    name = host.backend.host
+    if name not in _slow:
+        token = uuid.uuid4().hex[:12]
+        header, body, send = (TIMEOUTS[k] + GRACE for k in ("client_header_timeout", "client_body_timeout",
+                                                            "send_timeout"))
+        big = f"GET /static/big.bin?{token} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+        cases = [
+            {"name": "nothing sent", "kind": "stall", "port": 80, "limit": header},
+            {"name": "no TLS handshake", "kind": "stall", "port": 443, "limit": header},
+            {"name": "headers unfinished", "kind": "stall", "port": 80, "limit": header,
+             "send": f"GET /headers-unfinished-{token} HTTP/1.1\r\nHost: blog.test\r\n"},
+            {"name": "headers unfinished over TLS", "kind": "stall", "port": 443, "tls": "shop.test", "limit": header,
+             "send": f"GET /headers-unfinished-tls-{token} HTTP/1.1\r\nHost: shop.test\r\n"},
+            {"name": "headers trickled", "kind": "stall", "port": 80, "limit": header,
+             "send": f"GET /headers-trickled-{token} HTTP/1.1\r\nHost: blog.test\r\n",
+             "trickle": "X-Slow: still here\r\n", "every": TRICKLE_EVERY},
+            {"name": "body unfinished", "kind": "stall", "port": 443, "tls": "shop.test", "limit": body,
+             "send": f"POST /body-unfinished-{token} HTTP/1.1\r\nHost: shop.test\r\n"
+                     "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n" + "x" * 1000},
+            {"name": "response unread", "kind": "stop_reading", "port": 443, "tls": "shop.test", "limit": send,
+             "rcvbuf": 65536, "send": big},
+            {"name": "response read after a short pause", "kind": "stop_reading", "port": 443, "tls": "shop.test",
+             "limit": 1, "rcvbuf": 65536, "send": big},
+        ]
+        script = base64.b64encode(SLOW_CLIENTS.encode()).decode()
+        setup = run(host, f"head -c 64M /dev/zero > {BIG_FILE}")
+        assert setup.rc == 0, setup.stderr
+        cases = base64.b64encode(json.dumps(cases).encode()).decode()
+        result = run(host, f"echo {script} | base64 -d > /tmp/slow_clients.py && "
+                           f"echo {cases} | base64 -d | python3 /tmp/slow_clients.py {CERT}")
+        run(host, f"rm -f {BIG_FILE} /tmp/slow_clients.py")
+        assert result.rc == 0, result.stderr
+        _slow[name] = json.loads(result.stdout)
+        _slow[name]["log"] = run(host, f"grep -h {token} /var/log/nginx/*access.log").stdout
+    return _slow[name]
+
+
+def assert_dropped(seen, timeout, since):
+    """nginx ended the connection `timeout` seconds after `since` (give or take), and
+    gave the client nothing, or at most its 408 answer."""
+    assert seen["outcome"] != "still open" and not seen["outcome"].startswith("client error"), seen
+    assert timeout - MARGIN <= seen[since] < timeout + GRACE, seen
+    assert not seen["received"] or seen["received"].startswith("HTTP/1.1 408 "), seen
+
+
+def assert_logged_408(log, path):
+    assert re.search(rf'"(GET|POST) {re.escape(path)}\S* HTTP/1.1" 408 ', log), log
+
+
+def test_client_that_never_finishes_its_headers_is_dropped(host):
+    seen = slow_clients(host)
+    timeout = TIMEOUTS["client_header_timeout"]
+    for case in ("nothing sent", "no TLS handshake", "headers unfinished", "headers unfinished over TLS"):
+        assert_dropped(seen[case], timeout, "after_connect")
+    assert_logged_408(seen["log"], "/headers-unfinished-")
+    assert_logged_408(seen["log"], "/headers-unfinished-tls-")
+
+
+def test_header_lines_trickled_in_do_not_extend_the_header_timeout(host):
+    # Slowloris: a header line every half second. The timeout bounds the whole header.
+    seen = slow_clients(host)["headers trickled"]
+    timeout = TIMEOUTS["client_header_timeout"]
+    assert_dropped(seen, timeout, "after_connect")
+    assert seen["trickled"] >= (timeout - MARGIN) / TRICKLE_EVERY - 1, seen  # it kept sending until dropped
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_client_that_stops_sending_its_body_is_dropped(host):
+    seen = slow_clients(host)
+    # The app is never asked: nginx reads the whole body before passing the request on.
+    assert '"upstream"' not in seen["body unfinished"]["received"]
+    assert_dropped(seen["body unfinished"], TIMEOUTS["client_body_timeout"], "after_stall")
+    assert_logged_408(seen["log"], "/body-unfinished-")
+
+
+def test_client_that_stops_reading_the_response_is_dropped(host):
+    seen = slow_clients(host)
+    # a short pause is no problem: the whole file arrives
+    control = seen["response read after a short pause"]
+    assert control["status_line"] == "HTTP/1.1 200 OK", control
+    assert control["ended_after"] is None and control["received"] == control["content_length"], control
+    # a client that stops reading is dropped send_timeout after nginx's last write; the
+    # client sees it at once because nginx resets timed-out connections
+    # (reset_timedout_connection) instead of leaving its unsent data to linger
+    unread = seen["response unread"]
+    assert unread["status_line"] == "HTTP/1.1 200 OK", unread
+    assert unread["ended_after"] is not None, unread
+    timeout = TIMEOUTS["send_timeout"]
+    assert timeout - MARGIN <= unread["ended_after"] < timeout + GRACE, unread
+    assert unread["received"] < unread["content_length"], unread
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_slow_application_gets_504_after_the_vhosts_proxy_read_timeout(host):
+    limit = vhost(converge_vars(SCENARIO_DIR), "blog")["proxy_read_timeout"]
+    urls = ["https://blog.test/sleep/1",  # slow, but in time
+            f"https://blog.test/sleep/{limit + 5}",  # too slow
+            f"https://shop.test/sleep/{limit + 1}"]  # shop keeps the global timeout (60 s)
+    # all at once: "<url> <status> <seconds>" for each
+    curl = (f"curl -sS -o /dev/null -w '%{{url_effective}} %{{http_code}} %{{time_total}}\\n' --max-time 30 "
+            f"--cacert {CERT} --connect-to ::127.0.0.1:")
+    result = run(host, " ".join(f"{curl} {shlex.quote(url)} &" for url in urls) + " wait")
+    seen = {url: (int(status), float(seconds))
+            for url, status, seconds in (line.split() for line in result.stdout.splitlines())}
+    assert [seen[url][0] for url in urls] == [200, 504, 200], result.stdout + result.stderr
+    assert limit - MARGIN <= seen[urls[1]][1] < limit + GRACE, seen
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_request_line_and_headers_are_limited(host):
+    # large_client_header_buffers 16k: a request line or a header line up to 16k is read
+    # (twice nginx's own default: large cookies pass), a longer one is refused.
+    fits, too_long = "a" * 16000, "a" * 17000
+    assert app(request(host, "https://shop.test/", "--http1.1", "-H", f"X-Big: {fits}"))["upstream"] == "shop"
+    assert app(request(host, f"https://shop.test/{fits}", "--http1.1"))["upstream"] == "shop"
+    assert request(host, "https://shop.test/", "--http1.1", "-H", f"X-Big: {too_long}").status == 400
+    assert request(host, f"https://shop.test/{too_long}", "--http1.1").status == 414
+    # over HTTP/2 as well (the limit applies to a field as sent, compressed: hence a longer
+    # one); nginx ends the stream without an answer
+    refused = request(host, "https://shop.test/", "-H", f"X-Big: {'a' * 30000}")
+    assert refused.status is None and refused.rc != 0, refused
 
 
 def test_unknown_names_get_no_answer(host):

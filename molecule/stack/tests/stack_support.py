@@ -1,0 +1,122 @@
+"""Helpers shared by the stack scenario's test modules (test_stack*.py).
+
+The web hosts are reached through testinfra's Ansible backend; playbooks run like an
+operator runs them, against the scenario's inventory (tests/sandbox_support.py).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
+
+from sandbox_support import ANSIBLE_PLAYBOOK, PROJECT, run_playbook
+
+WEB = ["stack-web12", "stack-web13"]
+
+
+def deploy(scenario_dir, version, app="webxample", *args, playbook="deploy.yml"):
+    extra = {"app_name": app}
+    if version is not None:
+        extra["app_version"] = version
+    return run_playbook(scenario_dir, PROJECT / playbook, *args, extra_vars=extra)
+
+
+def get(host, path, name="webxample.test"):
+    """(status, body) of an HTTP request through nginx on the host."""
+    out = host.check_output(f"curl -s -o /tmp/body -w '%{{http_code}}' -H 'Host: {name}' http://127.0.0.1{path}; "
+                            "echo; cat /tmp/body")
+    status, _, body = out.partition("\n")
+    return int(status), body
+
+
+def serving(host, name="webxample.test"):
+    status, body = get(host, "/healthz", name)
+    return json.loads(body)["version"] if status == 200 else f"HTTP {status}"
+
+
+def link(host, app, name):
+    return host.file(f"/srv/apps/{app}/{name}").linked_to.rsplit("/", 1)[-1]
+
+
+def deploy_log(host, app="webxample"):
+    lines = host.file(f"/srv/apps/{app}/deploy.log").content_string.splitlines()
+    return [dict(field.split("=", 1) for field in line.split("\t")[1:]) for line in lines]
+
+
+def gunicorn_pids(host, app):
+    return sorted(int(p) for p in host.check_output(f"pgrep -u {app} -f 'bin/gunicorn' || true").split())
+
+
+def releases_running(host, app):
+    """{pid: release} of the app user's processes: each runs its release's venv python."""
+    out = host.check_output(f"for p in $(pgrep -u {app}); do echo $p $(tr '\\0' ' ' < /proc/$p/cmdline); done")
+    prefix = f"/srv/apps/{app}/releases/"
+    return {int(pid): exe[len(prefix):].split("/")[0] if exe.startswith(prefix) else exe
+            for pid, exe, *_ in (line.split() + [''] for line in out.splitlines())}
+
+
+def masters(host, app):
+    """PIDs of the gunicorn masters Circus runs for the app."""
+    with host.sudo():
+        return [int(p) for p in host.check_output(f"circusctl list {app}").split(",")]
+
+
+# What the load loop saw during each case, printed at the end of the run (conftest.py).
+LOAD_REPORT = []
+
+
+def record(case, counts):
+    """Keep the load counts of a case for the report at the end."""
+    LOAD_REPORT.append((case, counts))
+
+
+@contextmanager
+def load(hosts, name="webxample.test"):
+    """Requests through nginx on each of `hosts` ({name: host}) while the block runs.
+
+    /usr/local/bin/stack-load (prepare.yml) GETs /healthz one new connection at a time,
+    a bounded loop that stops when the block ends. Yields a dict that is filled, after
+    the block, with each host's counts: {host: {"ok", "failed", "versions", "errors"}}.
+    """
+    for h in hosts.values():
+        h.run("rm -f /run/stack-load.stop /run/stack-load.json; "
+              f"systemd-run --unit=stack-load --collect /usr/local/bin/stack-load {name} /run/stack-load.json")
+    counts = {}
+    time.sleep(2)
+    try:
+        yield counts
+    finally:
+        time.sleep(2)
+        for host_name, h in hosts.items():
+            h.run("touch /run/stack-load.stop")
+            for _ in range(100):
+                if h.file("/run/stack-load.json").exists:
+                    break
+                time.sleep(0.2)
+            counts[host_name] = json.loads(h.file("/run/stack-load.json").content_string)
+
+
+def deploy_with(scenario_dir, version, app, task, action, *args, delay=0.0):
+    """Run a deploy and, `delay` s after the banner of the task named `task` appears, do
+    `action`: "kill" (SIGKILL ansible-playbook and its SSH clients) or a callable, given
+    the process, after which the deploy goes on. Returns (output, returncode, fired)."""
+    cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(scenario_dir / "inventory"), str(PROJECT / "deploy.yml"),
+           "-e", json.dumps({"app_name": app, "app_version": version}), *args]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0", PYTHONUNBUFFERED="1")
+    out, fired = [], False
+    with subprocess.Popen(cmd, env=env, cwd=PROJECT, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, start_new_session=True) as proc:
+        for line in proc.stdout:
+            out.append(line)
+            if not fired and line.startswith("TASK [") and task in line:
+                fired = True
+                time.sleep(delay)
+                if action == "kill":
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    break
+                action(proc)
+        proc.wait()
+    return "".join(out), proc.returncode, fired

@@ -1,0 +1,79 @@
+"""Hardening of the provisioned web hosts, after test_stack_faults.py: what an app's user
+may touch, where secrets go, what listens. Each check tries the thing it forbids."""
+
+import pytest
+from sandbox_support import PROJECT, run_playbook
+from stack_support import WEB, deploy
+
+APPS = ("webxample", "shop")
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_an_app_cannot_change_its_code_config_or_environment(web, app):
+    current = f"/srv/apps/{app}/current"
+    forbidden = [f"/srv/apps/{app}/releases/new", f"{current}/venv/bin/new", f"{current}/venv/lib/new",
+                 f"/srv/apps/{app}/current.new", f"/etc/circus/watchers.d/{app}.ini", f"/etc/circus/env/{app}.env",
+                 f"/etc/nginx/sites-enabled/{app}.conf"]
+    for name, host in web.items():
+        with host.sudo():
+            for path in forbidden:
+                tried = host.run(f"runuser -u {app} -- sh -c 'echo x >> {path}'")
+                assert tried.rc != 0, f"{name}: {app} could write {path}"
+            # Its own data it can write (the check above is not failing for another reason).
+            assert host.run(f"runuser -u {app} -- sh -c 'echo x > /srv/apps/{app}/shared/.probe'").rc == 0
+
+
+def test_the_environment_file_is_root_owned_and_readable_by_the_app_group_only(web):
+    for name, host in web.items():
+        for app in APPS:
+            env = host.file(f"/etc/circus/env/{app}.env")
+            assert (env.user, env.group, env.mode) == ("root", app, 0o640), name
+
+
+def test_only_root_can_use_the_circus_control_socket(web):
+    for name, host in web.items():
+        with host.sudo():
+            assert host.run("circusctl list").rc == 0, name
+            for app in APPS:
+                assert host.run(f"runuser -u {app} -- /usr/local/sbin/circusctl list").rc != 0, f"{name}: {app}"
+
+
+def test_nothing_but_nginx_and_sshd_listens_on_tcp(web):
+    # The inventory asks for nothing else on the web hosts (the apps listen on unix sockets).
+    for name, host in web.items():
+        with host.sudo():
+            listening = host.check_output("ss -Htlnp | awk '{print $4, $6}'").splitlines()
+        programs = {line.split('"')[1] for line in listening}
+        ports = {line.split()[0].rsplit(":", 1)[1] for line in listening}
+        assert programs <= {"nginx", "sshd"}, f"{name}: {listening}"
+        assert ports <= {"22", "80", "443"}, f"{name}: {listening}"
+        with host.sudo():
+            assert host.check_output("ss -Hulnp | grep -v '127.0.0.11' || true") == "", f"{name}: UDP listeners"
+
+
+@pytest.fixture(name="verbose_runs", scope="module")
+def fixture_verbose_runs(scenario_dir, web):
+    """A deploy and a provisioning run at -vvv, the latter with --diff after the env file
+    drifted (so the task that writes the secrets reports a change and its diff)."""
+    host = web[WEB[0]]
+    with host.sudo():
+        secrets = {app: host.check_output(f"sed -n 's/^SECRET_KEY=//p' /etc/circus/env/{app}.env").strip("'\"")
+                   for app in APPS}
+        host.check_output("sed -i 's/^SECRET_KEY=.*/SECRET_KEY=drifted/' /etc/circus/env/webxample.env")
+    deployed = deploy(scenario_dir, "1.1.0", "webxample", "-vvv", "--limit", WEB[0])
+    provisioned = run_playbook(scenario_dir, PROJECT / "site.yml", "-vvv", "--diff", "--limit", WEB[0])
+    with host.sudo():
+        restored = host.check_output("sed -n 's/^SECRET_KEY=//p' /etc/circus/env/webxample.env").strip("'\"")
+    return secrets, deployed, provisioned, restored
+
+
+def test_secrets_never_appear_in_verbose_output(verbose_runs):
+    secrets, deployed, provisioned, restored = verbose_runs
+    assert all(len(s) >= 16 for s in secrets.values()), "the secrets were not read"
+    assert deployed.returncode == 0, deployed.stdout[-3000:]
+    assert provisioned.returncode == 0, provisioned.stdout[-3000:]
+    assert restored == secrets["webxample"], "site.yml did not put the secret back"
+    assert "<TASK: " in provisioned.stdout or "TASK [" in provisioned.stdout
+    for app, secret in secrets.items():
+        assert secret not in deployed.stdout, f"the deploy printed {app}'s secret"
+        assert secret not in provisioned.stdout, f"site.yml -vvv --diff printed {app}'s secret"

@@ -1,0 +1,137 @@
+"""Bad input, after test_stack_faults.py: every case fails with a message naming the bad
+value, before anything changes on a host, while the serving release stays untouched
+(checked over HTTP and by reading `current`).
+
+The cases change nothing (that is the point), so they run side by side, four at a time:
+the hosts' state is read before the first and after the last, and each case's recap must
+report no change on any host.
+"""
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+from sandbox_support import PROJECT, recap, run_playbook
+from stack_support import WEB, link, serving
+
+# What a run could change: the apps' trees (not their data or logs), the config the
+# roles write, the accounts. Names, sizes, modes, owners and times, and file contents.
+SNAPSHOT = ("find /srv/apps -path '*/shared' -prune -o -printf '%p %s %m %u %g %T@ %l\\n'; "
+            "find /etc/nginx /etc/circus /etc/logrotate.d /etc/sudoers.d /etc/ssh /etc/uv -type f "
+            "-exec sha256sum {} +; sha256sum /etc/passwd /etc/group")
+
+
+def _vault(loader, node):
+    return loader.construct_scalar(node)
+
+
+def scenario_apps(scenario_dir):
+    """webapp_apps as the scenario's inventory defines it (secrets stay Jinja references)."""
+    loader = type("Loader", (yaml.SafeLoader,), {})
+    loader.add_constructor("!vault", _vault)
+    text = (scenario_dir / "inventory/group_vars/web/apps.yml").read_text()
+    return yaml.load(text, Loader=loader)["webapp_apps"]
+
+
+def with_first_app(scenario_dir, **fields):
+    apps = scenario_apps(scenario_dir)
+    apps[0] = {**apps[0], **fields}
+    return apps
+
+
+DEPLOY, ROLLBACK, SITE = "deploy.yml", "rollback.yml", "site.yml"
+V = "webxample"
+# (id, playbook, extra vars (None: the default), environment, message naming the bad value)
+CASES = [
+    ("empty version", DEPLOY, {"app_name": V, "app_version": ""}, {}, 'got "".'),
+    ("version with spaces", DEPLOY, {"app_name": V, "app_version": "1.0 0"}, {}, 'got "1.0 0".'),
+    ("version ../../etc", DEPLOY, {"app_name": V, "app_version": "../../etc"}, {}, 'got "../../etc".'),
+    ("version 1.0;id", DEPLOY, {"app_name": V, "app_version": "1.0;id"}, {}, 'got "1.0;id".'),
+    ("version $(id)", DEPLOY, {"app_name": V, "app_version": "$(id)"}, {}, 'got "$(id)".'),
+    ("version with a newline", DEPLOY, {"app_name": V, "app_version": "1.0\nid"}, {}, 'got "1.0\\nid".'),
+    ("version of 300 characters", DEPLOY, {"app_name": V, "app_version": "1" * 300}, {},
+     f'at most 64 characters), got "{"1" * 300}".'),
+    ("version not in the index", DEPLOY, {"app_name": V, "app_version": "9.9.9"}, {},
+     'webxample "9.9.9" cannot be installed from the package index (it has no such version)'),
+    ("rollback to a version not on disk", ROLLBACK, {"app_name": V, "app_version": "9.9.9"}, {},
+     f"webxample 9.9.9 is not on {WEB[0]}"),
+    ("unknown app", DEPLOY, {"app_name": "nosuchapp", "app_version": "1.0.0"}, {}, 'No app named "nosuchapp" here'),
+    ("missing app_version", DEPLOY, {"app_name": V}, {}, 'app_version must be a release version'),
+    ("keep_releases a string", DEPLOY, "keep_releases=many", {}, "app webxample: keep_releases must be 2 or more"),
+    ("keep_releases negative", DEPLOY, "keep_releases=-1", {}, "app webxample: keep_releases must be 2 or more"),
+    ("webapp_apps entry not a mapping", SITE, "malformed", {}, "webapp_apps"),
+    ("server name with a space", SITE, "server_names=bad name.test", {},
+     'app webxample: server_names must be names without spaces'),
+    ("watcher with a user that does not exist", SITE, "ghost watcher", {}, "watcher ghost: user nosuchuser does not exist"),
+    ("vault password file missing", DEPLOY, {"app_name": V, "app_version": "1.0.0"},
+     {"ANSIBLE_VAULT_IDENTITY_LIST": "sandbox@/nonexistent/vault-password"}, "/nonexistent/vault-password"),
+]
+
+
+def extra_vars(scenario_dir, spec):
+    if isinstance(spec, dict):
+        return spec
+    if spec == "keep_releases=many":
+        return {"app_name": V, "app_version": "1.0.0", "webapp_apps": with_first_app(scenario_dir, keep_releases="many")}
+    if spec == "keep_releases=-1":
+        return {"app_name": V, "app_version": "1.0.0", "webapp_apps": with_first_app(scenario_dir, keep_releases=-1)}
+    if spec == "malformed":
+        return {"webapp_apps": ["webxample", *scenario_apps(scenario_dir)[1:]]}
+    if spec == "server_names=bad name.test":
+        return {"webapp_apps": with_first_app(scenario_dir, server_names=["bad name.test"])}
+    if spec == "ghost watcher":
+        return {"circus_watchers": [{"name": "ghost", "command": "/bin/sleep", "args": ["600"], "uid": "nosuchuser"}]}
+    raise ValueError(spec)
+
+
+def run_case(scenario_dir, case):
+    _, playbook, spec, env, _ = case
+    args = ["--limit", "web"] if playbook == SITE else []
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the threads share os.environ: only one case sets anything
+    try:
+        return run_playbook(scenario_dir, PROJECT / playbook, *args, extra_vars=extra_vars(scenario_dir, spec))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def state(web):
+    return {name: (serving(h), serving(h, "shop.test"), link(h, "webxample", "current"), link(h, "shop", "current"),
+                   h.check_output(SNAPSHOT)) for name, h in web.items()}
+
+
+@pytest.fixture(name="bad_runs", scope="module")
+def fixture_bad_runs(scenario_dir, web):
+    before = state(web)
+    env_cases = [c for c in CASES if c[3]]
+    with ThreadPoolExecutor(4) as pool:
+        results = dict(zip((c[0] for c in CASES if not c[3]),
+                           pool.map(lambda c: run_case(scenario_dir, c), [c for c in CASES if not c[3]])))
+    for case in env_cases:  # alone: they change the environment
+        results[case[0]] = run_case(scenario_dir, case)
+    return before, results, state(web)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_fails_clearly_before_anything_changes(bad_runs, case):
+    name, _, _, _, message = case
+    result = bad_runs[1][name]
+    assert result.returncode != 0, result.stdout[-3000:]
+    text = " ".join(result.stdout.split())
+    assert message in text, text[-3000:]
+    changed = {h: s["changed"] for h, s in recap(result).items() if s["changed"]}
+    assert not changed, f"{name}: changes reported {changed}"
+
+
+def test_no_bad_input_changed_the_hosts_or_what_they_serve(bad_runs):
+    before, _, after = bad_runs
+    for name in WEB:
+        assert before[name][:4] == after[name][:4], (before[name][:4], after[name][:4])
+        assert before[name][4] == after[name][4], f"{name}: the files changed"
+    print(json.dumps({n: s[:4] for n, s in after.items()}))
