@@ -16,22 +16,29 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def run_playbook(scenario_dir, playbook, *args, extra_vars=None):
-    """Run a playbook of the scenario (or any path) against the scenario inventory.
-
-    Returns the CompletedProcess with stdout and stderr merged into .stdout.
-    """
+def playbook_command(scenario_dir, playbook, *args, extra_vars=None, env=None):
+    """The command line and environment that run a playbook against the scenario inventory;
+    `playbook` is in the scenario's directory or any path (tests/playbooks/..., deploy.yml
+    of the project); `env` is added to this process's environment."""
     scenario_dir = Path(scenario_dir)
     cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(scenario_dir / "inventory"), str(scenario_dir / playbook)]
-    # playbook may also be a path relative to the project (tests/playbooks/...)
     if extra_vars is not None:
         cmd += ["-e", json.dumps(extra_vars)]
     cmd += list(args)
-    env = dict(os.environ,
-               ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
-               ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
-               ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0")
+    return cmd, dict(os.environ,
+                     ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
+                     ANSIBLE_ROLES_PATH=str(PROJECT / "roles"),
+                     ANSIBLE_NOCOLOR="1",
+                     ANSIBLE_FORCE_COLOR="0",
+                     **(env or {}))
+
+
+def run_playbook(scenario_dir, playbook, *args, extra_vars=None, env=None):
+    """Run a playbook (see playbook_command) and wait for it.
+
+    Returns the CompletedProcess with stdout and stderr merged into .stdout.
+    """
+    cmd, env = playbook_command(scenario_dir, playbook, *args, extra_vars=extra_vars, env=env)
     return subprocess.run(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=900, check=False)
 

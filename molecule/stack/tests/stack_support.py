@@ -11,7 +11,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 
-from sandbox_support import ANSIBLE_PLAYBOOK, PROJECT, run_playbook
+from sandbox_support import PROJECT, playbook_command, run_playbook
 
 WEB = ["stack-web12", "stack-web13"]
 
@@ -98,20 +98,22 @@ def load(hosts, name="webxample.test"):
             counts[host_name] = json.loads(h.file("/run/stack-load.json").content_string)
 
 
-def deploy_with(scenario_dir, version, app, task, action, *args, delay=0.0):
-    """Run a deploy and, `delay` s after the banner of the task named `task` appears, do
-    `action`: "kill" (SIGKILL ansible-playbook and its SSH clients) or a callable, given
-    the process, after which the deploy goes on. Returns (output, returncode, fired)."""
-    cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(scenario_dir / "inventory"), str(PROJECT / "deploy.yml"),
-           "-e", json.dumps({"app_name": app, "app_version": version}), *args]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0", PYTHONUNBUFFERED="1")
+def deploy_with(scenario_dir, version, app, task, action, *args, delay=0.0, nth=1):
+    """Run a deploy and, `delay` s after the `nth` banner of a task whose name contains
+    `task` appears, do `action`: "kill" (SIGKILL ansible-playbook and its SSH clients) or
+    a callable, given the process, after which the deploy goes on.
+    Returns (output, returncode, fired)."""
+    cmd, env = playbook_command(scenario_dir, PROJECT / "deploy.yml", *args,
+                                extra_vars={"app_name": app, "app_version": version},
+                                env={"PYTHONUNBUFFERED": "1"})  # each banner as it comes
     out, fired = [], False
     with subprocess.Popen(cmd, env=env, cwd=PROJECT, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, start_new_session=True) as proc:
         for line in proc.stdout:
             out.append(line)
             if not fired and line.startswith("TASK [") and task in line:
+                nth -= 1
+            if not fired and nth == 0:
                 fired = True
                 time.sleep(delay)
                 if action == "kill":

@@ -7,10 +7,14 @@ The cases run on the first web host (--limit) unless they need both; shop's rele
 that host live on a 320 MB tmpfs of their own (inventory: sandbox_tmpfs), to fill up.
 """
 
+import shutil
+import time
+
 import pytest
 import testinfra
-from sandbox_support import recap
-from stack_support import WEB, deploy, deploy_with, get, link, load, record, serving
+import yaml
+from sandbox_support import PROJECT, recap, run_playbook
+from stack_support import WEB, deploy, deploy_with, get, link, load, masters, record, serving
 
 W = WEB[0]
 MARKER = ".webdeploy-release-complete"
@@ -107,10 +111,13 @@ def test_once_the_index_is_back_the_deploy_converges(baseline, index_lost):
 # --- ansible-playbook killed (SIGKILL) in the middle of a deploy -------------------
 
 KILL_POINTS = [
-    # (case, version deployed, banner of the task at which the run is killed, delay)
-    ("after the venv was created", "1.4.0", "Install the app and its dependencies", 0.0),
-    ("after the switch, before the reload", "1.0.0", "temporary name, for previous", 0.0),
-    ("during the reload", "1.4.0", "Reload the watcher gracefully", 1.5),
+    # (case, version deployed, banner of the task at which the run is killed, which one, delay)
+    ("after the venv was created", "1.4.0", "Install the app and its dependencies", 1, 0.0),
+    # One link renamed, the other not yet, whichever comes first: a rollback target must
+    # never be lost (current moved on while previous still names the release before).
+    ("between the two symlink switches", "1.0.0", "Make a symlink to the release under a temporary name", 2, 0.0),
+    ("after the switch, before the reload", "1.4.0", "Ask Circus whether the app's watcher runs", 1, 0.0),
+    ("during the reload", "1.0.0", "Reload the watcher gracefully", 1, 1.5),
 ]
 
 
@@ -118,17 +125,18 @@ KILL_POINTS = [
 def fixture_killed(scenario_dir, baseline, index_lost):
     host = baseline[W]
     outcomes = []
-    for case, version, task, delay in KILL_POINTS:
-        before = serving(host, "shop.test")
+    for case, version, task, nth, delay in KILL_POINTS:
+        before, previous = serving(host, "shop.test"), link(host, "shop", "previous")
         with load({W: host}, "shop.test") as counts:
-            output, _, fired = deploy_with(scenario_dir, version, "shop", task, "kill", "--limit", W, delay=delay)
+            output, _, fired = deploy_with(scenario_dir, version, "shop", task, "kill", "--limit", W, delay=delay, nth=nth)
             after_kill = serving(host, "shop.test"), complete(host, "shop")
+            previous_after_kill = link(host, "shop", "previous")
             # The lock is left behind: named stale (shown once, it is the same each time).
             refused = deploy(scenario_dir, version, "shop", "--limit", W) if not outcomes else None
             recovered = deploy(scenario_dir, version, "shop", "--limit", W, "-e", "release_break_lock=true")
         record(f"fault: ansible-playbook killed {case}", counts)
         outcomes.append({"case": case, "version": version, "before": before, "fired": fired, "output": output,
-                         "after_kill": after_kill, "refused": refused, "recovered": recovered, "counts": counts,
+                         "after_kill": after_kill, "previous": (previous, previous_after_kill), "refused": refused, "recovered": recovered, "counts": counts,
                          "now": (serving(host, "shop.test"), complete(host, "shop"))})
     return outcomes
 
@@ -142,6 +150,13 @@ def test_a_killed_deploy_leaves_a_complete_release_serving(baseline, killed, poi
     answered, current = o["after_kill"]
     assert answered in (o["before"], o["version"]), o["after_kill"]
     assert current in (o["before"], o["version"]), o["after_kill"]
+    # Once current has moved on, previous names what served before: a rollback target
+    # is never lost (previous is renamed before current).
+    previous_before, previous_after = o["previous"]
+    if current == o["version"]:
+        assert previous_after == o["before"], (o["after_kill"], o["previous"])
+    else:
+        assert previous_after in (previous_before, o["before"]), (o["after_kill"], o["previous"])
     assert no_failure(o["counts"], o["before"], o["version"]), o["counts"]
     assert shared_intact(baseline[W], "shop")
 
@@ -169,6 +184,7 @@ def fixture_disk_full(scenario_dir, baseline, killed):
         before = host.check_output(kept)
         # Leave 1 MB: enough for the release directory, not for its virtualenv.
         host.check_output(f"fallocate -l $(( $(stat -f -c '%a * %S' {releases}) - 1048576 )) {releases}/.ballast")
+    was = serving(host, "shop.test")
     with load({W: host}, "shop.test") as counts:
         full = deploy(scenario_dir, "1.1.0", "shop", "--limit", W)
         during = serving(host, "shop.test"), complete(host, "shop")
@@ -178,16 +194,127 @@ def fixture_disk_full(scenario_dir, baseline, killed):
             host.check_output(f"rm -f {releases}/.ballast")
         again = deploy(scenario_dir, "1.1.0", "shop", "--limit", W)
     record("fault: the disk holding the releases is full", counts)
-    return full, during, before, after, half, again, counts
+    return was, full, during, before, after, half, again, counts
 
 
 def test_a_full_disk_fails_the_deploy_clearly_and_keeps_the_old_releases(baseline, disk_full):
-    full, during, before, after, half, again, counts = disk_full
+    was, full, during, before, after, half, again, counts = disk_full
     assert full.returncode != 0
     text = " ".join(full.stdout.split())
     assert "Deploy of shop 1.1.0 failed on stack-web12" in text and "No space left on device" in text, text[-3000:]
-    assert during == ("1.4.0", "1.4.0") and not half
+    assert during == (was, was) and not half
     assert before == after, "an old release changed"
-    assert no_failure(counts, "1.4.0", "1.1.0"), counts
+    assert no_failure(counts, was, "1.1.0"), counts
     assert again.returncode == 0, again.stdout[-3000:]
     assert serving(baseline[W], "shop.test") == "1.1.0" and shared_intact(baseline[W], "shop")
+
+
+# --- the app's processes die -------------------------------------------------------
+
+def until(check, tries=120):
+    """The first true value of check(), polled every half second; None if it never is."""
+    for _ in range(tries):
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    return None
+
+
+@pytest.fixture(name="app_killed", scope="module")
+def fixture_app_killed(baseline, disk_full):
+    host = baseline[W]
+    killed, replaced = [], []
+    with load({W: host}) as counts:
+        for _ in range(5):
+            pid = masters(host, "webxample")[0]
+            with host.sudo():
+                host.check_output(f"kill -9 {pid}")
+            killed.append(pid)
+            # Circus notices within a second and starts a new one (after its 5 s warm-up
+            # delay); the next kill waits for both processes to be there again.
+            now = until(lambda: (lambda m: m if len(m) == 2 and not set(m) & set(killed) else None)(
+                masters(host, "webxample")))
+            replaced.append(now)
+    record("fault: a gunicorn master of the app killed (SIGKILL) 5 times", counts)
+    return killed, replaced, counts
+
+
+def test_circus_replaces_a_killed_app_process(baseline, app_killed):
+    killed, replaced, counts = app_killed
+    # After each kill, two processes again, none of them a killed one.
+    assert all(replaced), (killed, replaced)
+    c = counts[W]
+    assert c["ok"] > 0 and set(c["versions"]) == {"1.4.0"}, c
+    # A master killed outright loses the requests its workers were serving; the loop
+    # sends one at a time, so at most one per kill.
+    assert c["failed"] <= len(killed), c
+    assert shared_intact(baseline[W], "webxample")
+
+
+@pytest.fixture(name="circusd_killed", scope="module")
+def fixture_circusd_killed(baseline, app_killed):
+    host = baseline[W]
+
+    def main_pid():
+        with host.sudo():
+            return host.check_output("systemctl show -P MainPID circus")
+
+    pid = main_pid()
+    with load({W: host}) as counts:
+        with host.sudo():
+            host.check_output(f"kill -9 {pid}")
+        # systemd restarts circusd (Restart=on-failure), which starts both apps again.
+        new = until(lambda: (lambda p: p if p not in ("0", pid) else None)(main_pid()))
+        back = until(lambda: serving(host) == "1.4.0" and serving(host, "shop.test") == "1.1.0"
+                     and len(masters(host, "webxample")) == 2)
+    record("fault: circusd killed (SIGKILL), systemd restarts it", counts)
+    return pid, new, back, counts
+
+
+def test_systemd_restarts_circusd_and_the_app_comes_back(baseline, circusd_killed):
+    pid, new, back, counts = circusd_killed
+    host = baseline[W]
+    assert new, f"circusd (pid {pid}) was not restarted"
+    assert back, (serving(host), serving(host, "shop.test"), masters(host, "webxample"))
+    c = counts[W]
+    # The requests sent while no gunicorn runs fail (nginx answers 502): counted and
+    # reported, not hidden; every answer before and after comes from the serving release.
+    assert c["ok"] > 0 and set(c["versions"]) == {"1.4.0"}, c
+    assert shared_intact(host, "webxample") and shared_intact(host, "shop")
+
+
+# --- a host is unreachable in a rolling deploy -------------------------------------
+
+@pytest.fixture(name="unreachable", scope="module")
+def fixture_unreachable(scenario_dir, baseline, circusd_killed, tmp_path_factory):
+    # The scenario's inventory with a web host that does not answer, second in the rollout.
+    tmp_path = tmp_path_factory.mktemp("ghost")
+    inventory = tmp_path / "inventory"
+    shutil.copytree(scenario_dir / "inventory", inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+    web = hosts["all"]["children"]["web"]["hosts"]
+    hosts["all"]["children"]["web"]["hosts"] = {W: web[W], "stack-ghost": {"ansible_port": 1, "sandbox_image": "debian12"},
+                                                WEB[1]: web[WEB[1]]}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    before = {name: serving(h) for name, h in baseline.items()}
+    with load(baseline) as counts:
+        result = run_playbook(tmp_path, PROJECT / "deploy.yml", extra_vars={"app_name": "webxample", "app_version": "1.1.0"})
+        during = {name: serving(h) for name, h in baseline.items()}
+        again = deploy(scenario_dir, "1.1.0")
+    record("fault: a host unreachable in a rolling deploy of two hosts", counts)
+    return before, result, during, again, counts
+
+
+def test_an_unreachable_host_stops_the_rollout_and_is_named(baseline, unreachable):
+    before, result, during, again, counts = unreachable
+    assert before == {W: "1.4.0", WEB[1]: "1.0.0"}, before
+    assert result.returncode != 0
+    # The host before it was deployed completely, the one after it was not touched.
+    assert during == {W: "1.1.0", WEB[1]: "1.0.0"}, (during, result.stdout[-3000:])
+    text = " ".join(result.stdout.split())
+    assert "UNREACHABLE" in text and "stack-ghost" in text, text[-3000:]
+    assert recap(result)["stack-ghost"]["unreachable"] == 1, result.stdout[-3000:]
+    assert no_failure({W: counts[W]}, "1.4.0", "1.1.0") and no_failure({WEB[1]: counts[WEB[1]]}, "1.0.0", "1.1.0"), counts
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert all(serving(h) == "1.1.0" for h in baseline.values())
