@@ -211,9 +211,11 @@ def test_a_full_disk_fails_the_deploy_clearly_and_keeps_the_old_releases(baselin
 
 # --- the app's processes die -------------------------------------------------------
 
-def until(check, tries=120):
-    """The first true value of check(), polled every half second; None if it never is."""
-    for _ in range(tries):
+def until(check, seconds=240):
+    """The first true value of check(), polled every half second for at most `seconds`
+    (more than systemd's TimeoutStopSec=90 for circusd, see circusd_killed); None if none."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         value = check()
         if value:
             return value
@@ -264,7 +266,9 @@ def fixture_circusd_killed(baseline, app_killed):
     with load({W: host}) as counts:
         with host.sudo():
             host.check_output(f"kill -9 {pid}")
-        # systemd restarts circusd (Restart=on-failure), which starts both apps again.
+        # systemd restarts circusd (Restart=on-failure), which starts both apps again. In
+        # these containers (cgroup v1) systemd is not told that the unit's processes are
+        # gone, so it first waits out TimeoutStopSec (90 s).
         new = until(lambda: (lambda p: p if p not in ("0", pid) else None)(main_pid()))
         back = until(lambda: serving(host) == "1.4.0" and serving(host, "shop.test") == "1.1.0"
                      and len(masters(host, "webxample")) == 2)
