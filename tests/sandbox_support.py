@@ -49,18 +49,25 @@ def apply_role(scenario_dir, role, role_vars, *args):
                         extra_vars={"role_under_test": role, **role_vars})
 
 
-def recap(result):
-    """{host: {'ok': n, 'changed': n, 'unreachable': n, 'failed': n}} from a play recap."""
-    return {m[0]: dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m[1:])))
-            for m in RECAP.findall(result.stdout)}
+def recap(result, hosts=()):
+    """{host: {'ok': n, 'changed': n, 'unreachable': n, 'failed': n}} from a play recap.
+
+    Fails when the output has no recap, or when the recap leaves out one of `hosts`: a
+    check over the hosts of an empty recap would pass on nothing.
+    """
+    found = {m[0]: dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m[1:])))
+             for m in RECAP.findall(result.stdout)}
+    assert found, f"no PLAY RECAP in the output:\n{result.stdout[-3000:]}"
+    missing = sorted(set(hosts) - found.keys())
+    assert not missing, f"the PLAY RECAP leaves out {missing}:\n{result.stdout[-3000:]}"
+    return found
 
 
 def assert_check_mode_clean(scenario_dir, playbook="converge.yml"):
     """`--check --diff` on a converged host must succeed and report no change."""
     result = run_playbook(scenario_dir, playbook, "--check", "--diff")
-    summary = recap(result)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert summary, result.stdout[-4000:]
+    summary = recap(result)
     changed = {h: s["changed"] for h, s in summary.items() if s["changed"]}
     assert not changed, f"check mode reports changes on a converged host: {changed}\n{result.stdout[-4000:]}"
 

@@ -145,6 +145,21 @@ def test_rollback_survey_version_is_optional():
     assert questions["app_version"]["default"] == ""
 
 
+VERSION_QUESTIONS = [(name, q) for name in SURVEYED for q in TEMPLATES[name]["survey_spec"]["spec"]
+                     if q["variable"] == "app_version"]
+
+
+def test_every_survey_that_deploys_asks_for_the_version():
+    assert {name for name, _ in VERSION_QUESTIONS} == {"Deploy", "Rollback", "Deploy with smoke test"}
+
+
+@pytest.mark.parametrize(("name", "question"), VERSION_QUESTIONS, ids=[n for n, _ in VERSION_QUESTIONS])
+def test_the_version_is_asked_as_text(name, question):
+    # AWX hands a text answer over as a string; an integer or float question would turn
+    # 1.10 into the number 1.1, which the playbooks refuse (tests/unit/test_versions.py).
+    assert question["type"] == "text", name
+
+
 @pytest.mark.parametrize("name", [n for n in SURVEYED if "playbook" in TEMPLATES[n]])
 def test_survey_variables_are_read_by_the_playbook(name):
     # The entry point or the playbook it imports from playbooks/.

@@ -112,6 +112,9 @@ def test_circusd_runs_under_systemd_as_root(host):
 
 def test_systemd_restarts_circusd_when_it_is_killed(host):
     before = state(host)
+    # every watcher runs before: the check below that none of them outlived circusd
+    # would otherwise pass on nothing
+    assert before["alpha"] and before["beta"] and before["web"], before
     host.check_output(f"kill -9 {before['circusd']}")
     wait_for(lambda: host.run("systemctl is-active circus").stdout.strip() == "active"
              and main_pid(host) not in (0, before["circusd"]), "systemd to start circusd again",
@@ -258,6 +261,8 @@ def test_changing_one_watcher_restarts_only_that_watcher(host, changed_watchers)
     assert new_secret not in result.stdout, "a secret env value was printed"
     seen = changed_watchers["hosts"][host.backend.host]
     before, after, env = seen["before"], seen["after"], seen["env"]
+    # the comparisons below pass on nothing for a watcher that ran no process before
+    assert before["alpha"] and len(before["beta"]) == 2 and before["web"], before
     assert after["circusd"] == before["circusd"]
     assert after["web"] == before["web"]
     assert set(before["beta"]) < set(after["beta"]) and len(after["beta"]) == 3
@@ -297,6 +302,9 @@ def test_removing_a_watcher_stops_it_and_nothing_else(host, removed_watcher):
     assert result.returncode == 0, result.stdout[-3000:]
     seen = removed_watcher["hosts"][host.backend.host]
     before = seen["before"]
+    # "stopped" (no old beta process alive) and the comparisons below pass on nothing
+    # for a watcher that ran no process before
+    assert before["alpha"] and before["beta"] and before["web"], before
     assert "beta" not in seen["status"]
     assert seen["stopped"], "beta's processes did not stop"
     assert seen["files"] == [False, False], "beta's include or env file is still there"
@@ -308,23 +316,45 @@ def test_removing_a_watcher_stops_it_and_nothing_else(host, removed_watcher):
 # Bad input: the play fails with a clear message and the host is left exactly as it was.
 # "gamma" is a valid new watcher listed beside the bad entry: it must not appear (its
 # graceful_timeout is below the scenario's circus_stop_timeout - 5, as the role requires).
+# Each message is the whole sentence the role (or Ansible's argument-spec check) prints
+# for that input, compared with runs of whitespace made single spaces; "{host}" is the
+# host's name. The role's sentences list every error found, so each one here also says
+# that the bad entry is the only error. A run that fails for any other reason does not
+# print it.
 GAMMA = {"name": "gamma", "command": "/usr/local/bin/circus-test-writer", "uid": "alpha", "graceful_timeout": 5}
+
+
+def invalid(error):
+    return f"Invalid circus watcher input: {error}. Nothing was changed."
+
+
 BAD_INPUTS = {
-    "unknown user": ([GAMMA, dict(GAMMA, name="delta", uid="nosuchuser")], "user nosuchuser does not exist"),
+    "unknown user": ([GAMMA, dict(GAMMA, name="delta", uid="nosuchuser")],
+                     "On {host}: watcher delta: user nosuchuser does not exist. Create them first (role users), "
+                     "or mark the watcher absent. Nothing was changed."),
     "relative command": ([GAMMA, dict(GAMMA, name="delta", command="circus-test-writer")],
-                         "delta: command must be an absolute path"),
-    "invalid name": ([GAMMA, dict(GAMMA, name="Bad Name")], "a name is 1 to 48"),
-    "running as root": ([GAMMA, dict(GAMMA, name="delta", uid="root")], "refusing to run as root"),
+                         invalid("watcher delta: command must be an absolute path")),
+    "invalid name": ([GAMMA, dict(GAMMA, name="Bad Name")],
+                     invalid('watcher "Bad Name": a name is 1 to 48 lower-case letters, digits, _ or -, '
+                             "starting with a letter")),
+    "running as root": ([GAMMA, dict(GAMMA, name="delta", uid="root")],
+                        invalid("watcher delta: refusing to run as root; give the app its own user")),
     "multi-line env value": ([GAMMA, dict(GAMMA, name="delta", env={"TOKEN": "a\nb"})],
-                             "the value of env TOKEN must be one line"),
+                             invalid("watcher delta: the value of env TOKEN must be one line of text "
+                                     "(quote numbers and booleans)")),
     "graceful_timeout too long": ([GAMMA, dict(GAMMA, name="delta", graceful_timeout=600)],
-                                  "graceful_timeout must be a number of seconds below"),
+                                  invalid("watcher delta: graceful_timeout must be a number of seconds below "
+                                          f"circus_stop_timeout - 5 ({SCENARIO['scenario_stop_timeout']} - 5)")),
     "tcp socket without a port": ([GAMMA, dict(GAMMA, name="delta", socket={"type": "tcp"})],
-                                  "a tcp socket needs a port"),
-    "duplicate name": ([GAMMA, GAMMA], "listed more than once"),
+                                  invalid("watcher delta: a tcp socket needs a port (1-65535) and a host address")),
+    "duplicate name": ([GAMMA, GAMMA], "Watchers listed more than once in circus_watchers or "
+                                       "circus_dependent_watchers: gamma. Nothing was changed."),
     "unknown socket handover": ([GAMMA, dict(GAMMA, name="delta", socket={"type": "unix", "handover": "env"})],
-                                "handover must be one of: fd, systemd"),
-    "list given as a string": ("gamma", "circus_watchers"),
+                                "value of handover must be one of: fd, systemd, got: env found in "
+                                "circus_watchers -> socket"),
+    "list given as a string": ("gamma", "Elements value for option 'circus_watchers' is of type str and we were "
+                                        "unable to convert to dict: dictionary requested, could not parse JSON "
+                                        "or key=value"),
 }
 SNAPSHOT = ("sha256sum /etc/circus/circus.ini /etc/circus/watchers.d/* /etc/circus/env/* "
             "/etc/systemd/system/circus.service; ls /var/log; systemctl show -p MainPID circus; "
@@ -338,7 +368,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, case):
     before = host.check_output(SNAPSHOT)
     result = apply(host, scenario_dir, dict(scenario_vars(), circus_watchers=copy.deepcopy(watchers)))
     assert result.returncode != 0, result.stdout[-3000:]
-    assert message in result.stdout, result.stdout[-3000:]
+    assert message.format(host=host.backend.host) in " ".join(result.stdout.split()), result.stdout[-3000:]
     assert host.check_output(SNAPSHOT) == before
     assert "gamma" not in host.check_output(f"{CIRCUSCTL} status")
 

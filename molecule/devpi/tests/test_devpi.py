@@ -217,7 +217,7 @@ def test_release_playbook_uploads_then_refuses_an_existing_version(first, scenar
     source = make_source(tmp_path / "app", V2)
     uploaded = release(scenario_dir, "-e", f"release_source={source}", "-vvv")
     assert uploaded.returncode == 0, uploaded.stdout[-4000:]
-    assert recap(uploaded)["localhost"]["changed"] == 1  # the upload
+    assert recap(uploaded, ["localhost"])["localhost"]["changed"] == 1  # the upload
     assert f"Released hello-devpi {V2} to acme/prod at {hostvars['release_index_url']}" in " ".join(uploaded.stdout.split())
     files = private_versions(hostvars)[V2]["+links"]
     assert [link["href"].rsplit("/", 1)[1] for link in files] == [f"hello_devpi-{V2}-py3-none-any.whl"]
@@ -225,33 +225,55 @@ def test_release_playbook_uploads_then_refuses_an_existing_version(first, scenar
     again = release(scenario_dir, "-e", f"release_wheel={wheel(V2, 'rebuilt')}", "-vvv")
     assert again.returncode != 0
     message = " ".join(again.stdout.split())
-    assert f"hello-devpi {V2} is already on acme/prod" in message and "Nothing was uploaded" in message
+    assert (f"hello-devpi {V2} is already on acme/prod ({hostvars['release_index_url']}): a released version is "
+            "never overwritten. Give the new release a new version number and build it again. "
+            "Nothing was uploaded.") in message, again.stdout[-3000:]
     assert "TASK [Upload the wheel with twine]" not in again.stdout
     assert private_versions(hostvars)[V2]["+links"] == files
     # `make demo` runs it again and again: with release_skip_existing, not an error.
     skipped = release(scenario_dir, "-e", f"release_source={source}", "-e", "release_skip_existing=true")
     assert skipped.returncode == 0, skipped.stdout[-4000:]
-    assert "release_skip_existing: nothing was uploaded" in " ".join(skipped.stdout.split())
-    assert recap(skipped)["localhost"]["changed"] == 0
+    assert (f"hello-devpi {V2} is already on acme/prod ({hostvars['release_index_url']}); "
+            "release_skip_existing: nothing was uploaded.") in " ".join(skipped.stdout.split()), skipped.stdout[-3000:]
+    assert recap(skipped, ["localhost"])["localhost"]["changed"] == 0
     assert "TASK [Upload the wheel with twine]" not in skipped.stdout
     assert private_versions(hostvars)[V2]["+links"] == files
     for output in (uploaded.stdout, again.stdout):
         assert hostvars["devpi_upload_password"] not in output
 
 
+def release_usage(source="", wheel="", skip_existing=False):
+    """release.yml's sentence for input it refuses, with the values it got."""
+    return ("Give exactly one of -e release_source=<project directory> (built with python -m build --wheel) or "
+            "-e release_wheel=<file>.whl (a wheel file named name-version-python-abi-platform.whl); "
+            f"got release_source={json.dumps(source)}, release_wheel={json.dumps(wheel)}; "
+            f"release_skip_existing is true or false (got {json.dumps(skip_existing)}). Nothing was uploaded.")
+
+
+# Each message is the whole sentence release.yml prints for that input, compared with
+# runs of whitespace made single spaces. A run that fails for any other reason does not
+# print it.
 @pytest.mark.parametrize(("extra_vars", "message"), [
-    ({}, "Give exactly one of -e release_source"),
+    ({}, release_usage()),
     ({"release_source": "molecule/devpi/files/hello-devpi", "release_wheel": "x-1.0-py3-none-any.whl"},
-     "Give exactly one of -e release_source"),
-    ({"release_wheel": "/nonexistent/hello_devpi-1.0-py3-none-any.whl"}, "is not a file"),
-    ({"release_source": "molecule/devpi", "release_index_host": "nohost"}, "must be a host of the inventory's `index` group"),
-    ({"release_source": "molecule/devpi", "release_skip_existing": "sometimes"}, "release_skip_existing is true or false"),
+     release_usage(source="molecule/devpi/files/hello-devpi", wheel="x-1.0-py3-none-any.whl")),
+    ({"release_wheel": "/nonexistent/hello_devpi-1.0-py3-none-any.whl"},
+     "release_wheel /nonexistent/hello_devpi-1.0-py3-none-any.whl is not a file "
+     "(/nonexistent/hello_devpi-1.0-py3-none-any.whl). Nothing was uploaded."),
+    ({"release_source": "molecule/devpi", "release_index_host": "nohost"},
+     'The index host "nohost" must be a host of the inventory\'s `index` group (-e release_index_host=<host> picks '
+     "another one) with release_index_url (devpi's URL as this controller reaches it, e.g. "
+     'https://index.example.com; got "nothing") and devpi_upload_password (from Ansible Vault) set. '
+     "Nothing was uploaded."),
+    ({"release_source": "molecule/devpi", "release_skip_existing": "sometimes"},
+     release_usage(source="molecule/devpi", skip_existing="sometimes")),
 ])
 def test_release_playbook_checks_its_input_first(scenario_dir, extra_vars, message):
     result = run_playbook(scenario_dir, PROJECT / "playbooks/release.yml", extra_vars=extra_vars)
-    assert result.returncode != 0
+    assert result.returncode != 0, result.stdout[-3000:]
     assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
-    assert "changed=0" in result.stdout
+    summary = recap(result, ["localhost"])["localhost"]
+    assert (summary["changed"], summary["failed"]) == (0, 1), result.stdout[-3000:]
 
 
 DRIFT = [  # (path, body): what an operator might change by hand, with root's rights
@@ -290,7 +312,7 @@ def test_drift_is_put_back_without_logging_a_password(host, drift_put_back):
     assert seen["drifted"] == [200] * len(DRIFT)
     result = drift_put_back["result"]
     assert result.returncode == 0, result.stdout[-4000:]
-    assert recap(result)[host.backend.host]["changed"] >= 5
+    assert recap(result, [host.backend.host])[host.backend.host]["changed"] >= 5
     for secret in (hostvars["devpi_root_password"], hostvars["devpi_upload_password"]):
         assert secret not in result.stdout
     assert seen["root_login"]
@@ -317,14 +339,42 @@ def test_a_new_upload_user_and_index_are_created_without_logging_a_password(firs
     assert created["bases"] == ["root/pypi"] and created["volatile"] is False and created["acl_upload"] == [user]
 
 
+# The settings of the scenario (inventory/group_vars/index/devpi.yml, the role's defaults).
+SETTINGS = {"devpi_host": "0.0.0.0", "devpi_port": 3141, "devpi_request_timeout": 30,
+            "devpi_mirror_url": "https://pypi.org/simple/", "devpi_upload_user": "acme", "devpi_index_name": "prod",
+            "devpi_user": "devpi"}
+
+
+def invalid_settings(**bad):
+    """The role's sentence for settings it refuses: every setting with the value it got."""
+    got = {name: json.dumps(value) for name, value in dict(SETTINGS, **bad).items()}
+    return (f"Invalid devpi settings: devpi_host must be an IP address or host name (got {got['devpi_host']}), "
+            f"devpi_port a TCP port 1-65535 (got {got['devpi_port']}), "
+            f"devpi_request_timeout 1-600 seconds (got {got['devpi_request_timeout']}), "
+            f"devpi_mirror_url an http(s) URL without spaces (got {got['devpi_mirror_url']}), "
+            "devpi_upload_user (not root) and devpi_index_name lower-case letters, digits, '.', '_' or '-' "
+            f"(got {got['devpi_upload_user']}, {got['devpi_index_name']}), "
+            f"devpi_user a system user name other than root (got {got['devpi_user']}), and devpi_data_dir, "
+            "devpi_venv and devpi_ca_bundle absolute paths. Nothing was changed.")
+
+
+# Each message is the whole sentence the role (or Ansible's argument-spec check) prints
+# for that input, compared with runs of whitespace made single spaces; "{host}" is the
+# host's name. A run that fails for any other reason does not print it.
 @pytest.mark.parametrize(("role_vars", "message"), [
-    ({"devpi_port": 70000}, "devpi_port a TCP port 1-65535 (got 70000)"),
-    ({"devpi_port": "many"}, "devpi_port"),
-    ({"devpi_upload_password": ""}, "devpi_root_password and devpi_upload_password must each be set"),
-    ({"devpi_upload_user": "root"}, "devpi_upload_user (not root)"),
-    ({"devpi_mirror_url": "https://pypi.org/my simple/"}, "devpi_mirror_url an http(s) URL without spaces"),
-    ({"devpi_ca_bundle": "/nonexistent/ca.pem"}, "devpi_ca_bundle /nonexistent/ca.pem is not a file"),
-    ({"devpi_request_timeout": 0}, "devpi_request_timeout 1-600 seconds (got 0)"),
+    ({"devpi_port": 70000}, invalid_settings(devpi_port=70000)),
+    ({"devpi_port": "many"},
+     "argument 'devpi_port' is of type str and we were unable to convert to int: \"'many'\" cannot be converted "
+     "to an int"),
+    ({"devpi_upload_password": ""},
+     "devpi_root_password and devpi_upload_password must each be set to one line of at least 8 characters, "
+     'from Ansible Vault (e.g. devpi_root_password: "{{{{ vault_devpi_root_password }}}}"). Nothing was changed.'),
+    ({"devpi_upload_user": "root"}, invalid_settings(devpi_upload_user="root")),
+    ({"devpi_mirror_url": "https://pypi.org/my simple/"},
+     invalid_settings(devpi_mirror_url="https://pypi.org/my simple/")),
+    ({"devpi_ca_bundle": "/nonexistent/ca.pem"},
+     "devpi_ca_bundle /nonexistent/ca.pem is not a file on {host} (install ca-certificates). Nothing was changed."),
+    ({"devpi_request_timeout": 0}, invalid_settings(devpi_request_timeout=0)),
 ])
 def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, role_vars, message):
     check_once(host)
@@ -333,8 +383,8 @@ def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, role_va
     with host.sudo():
         before = host.check_output(snapshot)
     result = apply_role(scenario_dir, "devpi", role_vars, "--limit", host.backend.host)
-    assert result.returncode != 0
-    assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert message.format(host=host.backend.host) in " ".join(result.stdout.split()), result.stdout[-3000:]
     with host.sudo():
         assert host.check_output(snapshot) == before
 

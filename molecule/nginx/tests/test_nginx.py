@@ -1,10 +1,12 @@
 """Behaviour of the `nginx` role on a converged host (see ../converge.yml).
 
-Every request is made from inside the container with curl or openssl (slow clients: a
-small Python script, SLOW_CLIENTS), to nginx on the loopback. The applications behind
-nginx are small Python HTTP servers started by the `upstreams` fixture: one on
-127.0.0.1:8001 ("shop"), one on a unix socket ("blog"). Each answers every request with
-JSON describing what it received ("/sleep/<seconds>" first sleeps: a slow application).
+Every request is made from inside the container with curl or openssl (slow clients and
+the response headers as sent, repeated ones included: small Python scripts, SLOW_CLIENTS
+and RAW_CLIENT), to nginx on the loopback. The applications behind nginx are small
+Python HTTP servers started by the `upstreams` fixture: one on 127.0.0.1:8001 ("shop"),
+one on a unix socket ("blog"). Each answers every request with JSON describing what it
+received ("/sleep/<seconds>" first sleeps: a slow application; "/app-headers?<name>=<value>&..."
+also sends those response headers, as an app with its own security headers does).
 """
 
 import base64
@@ -15,6 +17,7 @@ import shlex
 import uuid
 from collections import namedtuple
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import testinfra
@@ -37,6 +40,7 @@ UPSTREAMS = {  # unit name: (app name, kind, address)
 UPSTREAM = r'''
 import json, os, socket, socketserver, sys, time
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qsl, urlsplit
 
 NAME, KIND, ADDRESS = sys.argv[1:4]
 
@@ -50,10 +54,14 @@ class Handler(BaseHTTPRequestHandler):
         body = json.dumps({"upstream": NAME, "method": self.command, "path": self.path,
                            "headers": dict(self.headers.items()),
                            "body_length": len(received)}).encode()
+        url = urlsplit(self.path)
+        own_headers = parse_qsl(url.query) if url.path == "/app-headers" else []
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            for name, value in own_headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
@@ -424,29 +432,127 @@ def test_http_redirects_to_https_when_asked(host):
     assert response.headers["location"] == "https://shop.test/orders?page=2"
 
 
+# --- response headers: one owner each ---------------------------------------------------
+
+# Headers must keep their repeats: RAW_CLIENT, run in the container, sends one HTTP/1.1
+# request per case over a plain socket (TLS for https) and returns the header lines as
+# they came, a list of [name, value] pairs, never a dict. Reads a JSON list of requests
+# on stdin and prints a JSON list of {status, headers, body}.
+RAW_CLIENT = r'''
+import json, socket, ssl, sys
+
+CERT = sys.argv[1]
+
+
+def fetch(case):
+    sock = socket.create_connection(("127.0.0.1", case["port"]), timeout=20)
+    if case["tls"]:
+        context = ssl.create_default_context(cafile=CERT)
+        context.set_alpn_protocols(["http/1.1"])
+        sock = context.wrap_socket(sock, server_hostname=case["host"])
+    request = "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (case["path"], case["host"])
+    sock.sendall(request.encode())
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ssl.SSLEOFError, ConnectionResetError):  # closed without a TLS close_notify
+            break
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = [[name.strip(), value.strip()] for name, _, value in (line.partition(":") for line in lines[1:])]
+    return {"status": int(lines[0].split()[1]), "headers": headers, "body": body.decode("latin-1")}
+
+
+print(json.dumps([fetch(case) for case in json.load(sys.stdin)]))
+'''
+
+# Every header the role adds, per vhost of converge.yml: nginx's value, or None where the
+# vhost adds none (blog drops Referrer-Policy; HSTS only on shop, over HTTPS).
+ADDED = ("Strict-Transport-Security", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options",
+         "X-Served-By", "Content-Security-Policy", "Report-To")
+BLOG_CSP = "default-src 'self'; img-src 'self' data:"
+BLOG_REPORT_TO = '{"group": "csp", "endpoints": [{"url": "https://blog.test/csp"}]}'
+NGINX_VALUES = {
+    "shop": dict(zip(ADDED, ("max-age=63072000", "nosniff", "strict-origin-when-cross-origin", "DENY",
+                             None, None, None))),
+    "blog": dict(zip(ADDED, (None, "nosniff", None, "SAMEORIGIN", "blog", BLOG_CSP, BLOG_REPORT_TO))),
+    "down": dict(zip(ADDED, (None, "nosniff", "strict-origin-when-cross-origin", "SAMEORIGIN", None, None, None))),
+}
+# What an app with its own headers sends (Django's middleware, say): values unlike
+# nginx's (except nosniff, the only value there is), and the vhost's other added header.
+APP_VALUES = {
+    "shop": {"X-Frame-Options": "SAMEORIGIN", "Referrer-Policy": "same-origin",
+             "X-Content-Type-Options": "nosniff", "Strict-Transport-Security": "max-age=300"},
+    "blog": {"X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
+             "X-Content-Type-Options": "nosniff", "X-Served-By": "blog-app"},
+}
+APP_HEADERS_PATH = {name: "/app-headers?" + urlencode(values) for name, values in APP_VALUES.items()}
+# case: (vhost, scheme, path, status, who answers, the headers the app sends)
+HEADER_CASES = {
+    "shop: app sends none": ("shop", "https", "/", 200, "app", {}),
+    "shop: app sends its own": ("shop", "https", APP_HEADERS_PATH["shop"], 200, "app", APP_VALUES["shop"]),
+    "shop: static file": ("shop", "https", "/static/hello.txt", 200, "nginx", {}),
+    "shop: nginx's 404": ("shop", "https", "/static/missing.txt", 404, "nginx", {}),
+    "blog: app sends none": ("blog", "https", "/", 200, "app", {}),
+    "blog over http: app sends none": ("blog", "http", "/", 200, "app", {}),
+    "blog: app sends its own": ("blog", "https", APP_HEADERS_PATH["blog"], 200, "app", APP_VALUES["blog"]),
+    "down: nginx's 502": ("down", "http", "/", 502, "nginx", {}),
+}
+_raw = {}
+
+
+def raw_responses(host):
+    """{case: {status, headers: [[name, value], ...], body}} for every HEADER_CASES case,
+    all requested in one go on `host` (once per host)."""
+    name = host.backend.host
+    if name not in _raw:
+        requests = [{"port": 443 if scheme == "https" else 80, "tls": scheme == "https",
+                     "host": f"{vhost_name}.test", "path": path}
+                    for vhost_name, scheme, path, *_ in HEADER_CASES.values()]
+        script = base64.b64encode(RAW_CLIENT.encode()).decode()
+        requests = base64.b64encode(json.dumps(requests).encode()).decode()
+        result = run(host, f"echo {script} | base64 -d > /tmp/raw_client.py && "
+                           f"echo {requests} | base64 -d | python3 /tmp/raw_client.py {CERT}; "
+                           "status=$?; rm -f /tmp/raw_client.py; exit $status")
+        assert result.rc == 0, result.stderr
+        _raw[name] = dict(zip(HEADER_CASES, json.loads(result.stdout)))
+    return _raw[name]
+
+
+def header_values(response, name):
+    """Every value of header `name` in a raw response, in order (repeats kept)."""
+    return [value for header, value in response["headers"] if header.lower() == name.lower()]
+
+
+@pytest.mark.usefixtures("upstreams")
+@pytest.mark.parametrize("case", HEADER_CASES)
+def test_security_and_extra_headers(host, case):
+    # Each header the role adds has one owner per response: the app when it sends the
+    # header (its value, once), else nginx (its value, once): on proxied responses, on
+    # static files, and on nginx's own error pages.
+    vhost_name, _, _, status, answered_by, app_sends = HEADER_CASES[case]
+    response = raw_responses(host)[case]
+    assert response["status"] == status, response
+    assert ('"upstream"' in response["body"]) == (answered_by == "app"), response
+    expected = {name: [] if value is None else [value]
+                for name, value in {**NGINX_VALUES[vhost_name], **app_sends}.items()}
+    assert {name: header_values(response, name) for name in expected} == expected, response["headers"]
+
+
 @pytest.mark.usefixtures("upstreams")
 def test_hsts_only_where_enabled(host):
-    assert request(host, "https://shop.test/").headers["strict-transport-security"] == "max-age=63072000"
-    blog = request(host, "https://blog.test/")
-    assert blog.status == 200
-    assert "strict-transport-security" not in blog.headers
+    seen = raw_responses(host)
+    for case in ("shop: app sends none", "shop: static file", "shop: nginx's 404"):
+        assert header_values(seen[case], "Strict-Transport-Security") == ["max-age=63072000"], seen[case]
+    for case in ("blog: app sends none", "blog over http: app sends none", "down: nginx's 502"):
+        assert header_values(seen[case], "Strict-Transport-Security") == [], seen[case]
     # blog has no redirect: plain HTTP is served too
     assert app(request(host, "http://blog.test/"))["upstream"] == "blog"
-
-
-@pytest.mark.usefixtures("upstreams")
-def test_security_and_extra_headers(host):
-    shop = request(host, "https://shop.test/")
-    assert shop.headers["x-content-type-options"] == "nosniff"
-    assert shop.headers["referrer-policy"] == "strict-origin-when-cross-origin"
-    assert shop.headers["x-frame-options"] == "DENY"  # the vhost's own value
-    # also on files nginx serves itself and on its error pages
-    for url in ("https://shop.test/static/hello.txt", "https://shop.test/static/missing.txt"):
-        assert request(host, url).headers["x-content-type-options"] == "nosniff"
-    blog = request(host, "https://blog.test/")
-    assert blog.headers["x-frame-options"] == "SAMEORIGIN"
-    assert blog.headers["x-served-by"] == "blog"
-    assert "referrer-policy" not in blog.headers  # dropped by the vhost
 
 
 @pytest.mark.usefixtures("upstreams")

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,8 @@ HOSTS = sorted(yaml.safe_load((SCENARIO_DIR / "inventory/hosts.yml").read_text(e
 
 UV_VERSION = "0.13.9"
 WORK = "/srv/pyapp-test"
+# Nothing listens on port 9: an install that uses this index fails naming it.
+UNUSED_INDEX = "http://127.0.0.1:9/simple/"
 
 
 def tiny_wheel(version="1.0"):
@@ -93,14 +96,12 @@ def fixture_index_url_applied(scenario_dir):
     removed again. What each host showed, for each host's test."""
     hosts = [testinfra.get_host(f"ansible://{name}", ansible_inventory=str(SCENARIO_DIR / "inventory"))
              for name in HOSTS]
-    # Nothing listens on port 9: an install that uses the setting fails naming it.
-    unused = "http://127.0.0.1:9/simple/"
     seen = {}
     for host in hosts:
         with host.sudo():
             host.check_output(f"rm -rf {WORK} && install -d -o pyapp -g pyapp {WORK}")
     try:
-        applied = apply_role(scenario_dir, "python", {"python_index_url": unused})
+        applied = apply_role(scenario_dir, "python", {"python_index_url": UNUSED_INDEX})
         try:
             if applied.returncode == 0:
                 for host in hosts:
@@ -123,26 +124,40 @@ def test_index_url_setting_reaches_pip_and_uv(host, index_url_applied):
     applied, restored = index_url_applied["applied"], index_url_applied["restored"]
     seen = index_url_applied["hosts"][host.backend.host]
     assert applied.returncode == 0, applied.stdout[-3000:]
+    # Each fails to fetch six from the unused index: the setting reached it.
     uv = seen["uv"]
-    assert uv.rc != 0 and "127.0.0.1:9" in uv.stderr, uv.stderr
+    assert uv.rc != 0 and f"Failed to fetch: {UNUSED_INDEX}six/" in uv.stderr, uv.stdout + uv.stderr
     pip = seen["pip"]
-    assert pip.rc != 0 and "127.0.0.1" in pip.stdout + pip.stderr
+    assert pip.rc != 0, pip.stdout + pip.stderr
+    assert f"Looking in indexes: {UNUSED_INDEX}" in pip.stdout, pip.stdout + pip.stderr
+    assert "ERROR: No matching distribution found for six" in pip.stderr, pip.stdout + pip.stderr
     assert restored.returncode == 0, restored.stdout[-3000:]
     assert not seen["pip_conf_left"]
 
 
+def invalid_settings(index_url="", uv_version=UV_VERSION):
+    """The role's sentence for settings it refuses, with the values it got."""
+    return (f"python_index_url must be empty or an http(s) URL without spaces (got {json.dumps(index_url)}); "
+            f"python_uv_version an exact version such as 0.13.9 (got {json.dumps(uv_version)}); "
+            "python_uv_venv and python_uv_link absolute paths.")
+
+
+# Each message is the whole sentence the role (or Ansible's argument-spec check) prints
+# for that input, compared with runs of whitespace made single spaces. A run that fails
+# for any other reason does not print it.
 @pytest.mark.parametrize(("role_vars", "message"), [
-    ({"python_index_url": "http://index example/simple"}, "python_index_url must be empty or an http(s) URL"),
-    ({"python_uv_version": ">=0.1"}, "an exact version"),
-    ({"python_uv_python_downloads": "sometimes"}, "python_uv_python_downloads"),
+    ({"python_index_url": "http://index example/simple"}, invalid_settings(index_url="http://index example/simple")),
+    ({"python_uv_version": ">=0.1"}, invalid_settings(uv_version=">=0.1")),
+    ({"python_uv_python_downloads": "sometimes"},
+     "value of python_uv_python_downloads must be one of: never, manual, automatic, got: sometimes"),
 ])
 def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, role_vars, message):
     check_once(host)
     snapshot = "sha256sum /etc/uv/uv.toml; ls -la --time-style=full-iso /etc/pip.conf /opt/uv/bin 2>&1; true"
     before = host.check_output(snapshot)
     result = apply_role(scenario_dir, "python", role_vars, "--limit", host.backend.host)
-    assert result.returncode != 0
-    assert message in result.stdout, result.stdout[-3000:]
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
     assert host.check_output(snapshot) == before
 
 

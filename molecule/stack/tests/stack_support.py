@@ -98,10 +98,12 @@ def load(hosts, name="webxample.test"):
             counts[host_name] = json.loads(h.file("/run/stack-load.json").content_string)
 
 
-def deploy_with(scenario_dir, version, app, task, action, *args, delay=0.0, nth=1):
+def deploy_with(scenario_dir, version, app, task, action, *args, delay=0.0, nth=1, timeline=None):
     """Run a deploy and, `delay` s after the `nth` banner of a task whose name contains
     `task` appears, do `action`: "kill" (SIGKILL ansible-playbook and its SSH clients) or
-    a callable, given the process, after which the deploy goes on.
+    a callable, given the process, after which the deploy goes on. A list given as
+    `timeline` receives (time.monotonic() when it arrived, line) for each output line
+    (the output is unbuffered, so a line arrives as it is written).
     Returns (output, returncode, fired)."""
     cmd, env = playbook_command(scenario_dir, PROJECT / "deploy.yml", *args,
                                 extra_vars={"app_name": app, "app_version": version},
@@ -111,6 +113,8 @@ def deploy_with(scenario_dir, version, app, task, action, *args, delay=0.0, nth=
                           stderr=subprocess.STDOUT, start_new_session=True) as proc:
         for line in proc.stdout:
             out.append(line)
+            if timeline is not None:
+                timeline.append((time.monotonic(), line))
             if not fired and line.startswith("TASK [") and task in line:
                 nth -= 1
             if not fired and nth == 0:

@@ -13,6 +13,7 @@ pytest would then run every stage for one host before the other. They loop over 
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import time
@@ -22,7 +23,7 @@ import pytest
 import testinfra
 from awx_runner import SANDBOX_VAULT, awx_job_vars, run_job, stats_data, stdout
 from sandbox_support import PROJECT, recap, run_playbook
-from stack_support import (WEB, deploy, deploy_log, get, gunicorn_pids, link, load, masters, record,
+from stack_support import (WEB, deploy, deploy_log, deploy_with, get, gunicorn_pids, link, load, masters, record,
                            releases_running, serving)
 
 BUILDS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
@@ -165,7 +166,8 @@ def fixture_repeated(scenario_dir, second):
 
 def test_deploying_the_current_version_changes_nothing(repeated):
     assert repeated.returncode == 0, repeated.stdout[-4000:]
-    assert all(s["changed"] == 0 for h, s in recap(repeated).items() if h in WEB), repeated.stdout[-4000:]
+    changed = {h: s["changed"] for h, s in recap(repeated, WEB).items() if h in WEB}
+    assert changed == {h: 0 for h in WEB}, repeated.stdout[-4000:]
 
 
 # --- releases that must never serve -----------------------------------------------
@@ -226,43 +228,59 @@ def test_an_unhealthy_release_is_rolled_back_automatically(web, unhealthy):
 
 # --- the deploy lock --------------------------------------------------------------
 
+# The loser must fail at once, naming the holder, not wait for the lock. To make "at once"
+# an ordering rather than a time: the winner's ansible-playbook is frozen (SIGSTOP) at the
+# banner that follows taking the lock, before its install step, and thawed only once the
+# second run has ended. A second run that waited for the lock would never end (run_playbook
+# gives up after 900 s, failing the test); one that ended, refused, did so while the
+# winner's install step had not even begun on the host.
+INSTALL_DONE = "TASK [release : Run the checks and hooks before the switch]"  # the banner after install
+
+
 @pytest.fixture(name="race", scope="module")
 def fixture_race(scenario_dir, web, unhealthy):
     lock = "/srv/apps/shop/.deploy.lock"
     first_host = web[WEB[0]]
-    env_cmd = [str(PROJECT / ".venv/bin/ansible-playbook")]
-    winner = subprocess.Popen(  # pylint: disable=consider-using-with
-        env_cmd + ["-i", str(scenario_dir / "inventory"), str(PROJECT / "deploy.yml"),
-                   "-e", "app_name=shop", "-e", "app_version=1.1.0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT)
+    second, timeline = {}, []
+
+    def run_the_second_deploy(winner):
+        os.kill(winner.pid, signal.SIGSTOP)
+        try:
+            second["lock_held"] = first_host.file(lock).exists
+            second["result"] = deploy(scenario_dir, "1.1.0", "shop")
+            second["ended"] = time.monotonic()
+        finally:
+            os.kill(winner.pid, signal.SIGCONT)
+
     with load({WEB[0]: first_host}, "shop.test") as counts:
-        for _ in range(300):
-            if first_host.file(lock).exists:
-                break
-            time.sleep(0.2)
-        started = time.monotonic()
-        loser = deploy(scenario_dir, "1.1.0", "shop")
-        loser_seconds = time.monotonic() - started
-        winner_out, _ = winner.communicate(timeout=600)
+        winner_out, winner_rc, fired = deploy_with(scenario_dir, "1.1.0", "shop", "Write who holds the lock",
+                                                   run_the_second_deploy, timeline=timeline)
     record("fault: two deploys of the same app at once", counts)
     # A lock left by a run that was killed a moment ago on this controller: its process is gone.
     ghost = {"user": "ghost", "controller": socket.gethostname(), "pid": "999999", "version": "0.9",
              "since": "just now", "epoch": int(time.time())}
     first_host.run(f"mkdir {lock} && echo {shlex.quote(json.dumps(ghost))} > {lock}/holder.json")
-    return winner.returncode, winner_out, loser, loser_seconds, counts
+    return winner_rc, winner_out, fired, second, timeline, counts
 
 
 def test_a_concurrent_deploy_fails_at_once_naming_the_holder(race):
-    winner_rc, winner_out, loser, seconds, counts = race
+    winner_rc, winner_out, fired, second, timeline, counts = race
+    assert fired and second["lock_held"], winner_out[-3000:]
     assert winner_rc == 0, winner_out[-3000:]
+    loser = second["result"]
     assert loser.returncode != 0
     text = " ".join(loser.stdout.split())
     assert "is locked by another deploy" in text and "version 1.1.0" in text, text[-3000:]
-    # Only the winner switched: the loser never reached the switch.
-    assert "Rename the symlink into place" in winner_out
-    assert "Rename the symlink into place" not in loser.stdout
+    # The ordering: the second run had ended before the winner's install step finished on
+    # the first host (serial 1: the host where both met; the winner went on to the second).
+    install_done = [t for t, line in timeline if line.startswith(INSTALL_DONE)]
+    assert len(install_done) == len(WEB), winner_out[-3000:]
+    assert second["ended"] < install_done[0]
+    # Only the winner installed and switched: the loser never reached either.
+    for step in ("Install the app and its dependencies", "Rename the symlink into place"):
+        assert step in winner_out
+        assert step not in loser.stdout
     assert counts[WEB[0]]["failed"] == 0 and counts[WEB[0]]["ok"] > 0, counts
-    print(f"the second deploy gave up after {seconds:.1f} s")
 
 
 @pytest.fixture(name="stale", scope="module")
@@ -385,7 +403,8 @@ def test_check_mode_reports_and_changes_nothing(scenario_dir, rolled_back):
     result = deploy(scenario_dir, "1.1.0", "webxample", "--check")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "1.0.0 -> 1.1.0 (check mode: nothing done)" in result.stdout
-    assert all(s["changed"] == 0 for s in recap(result).values())
+    changed = {h: s["changed"] for h, s in recap(result, WEB).items()}
+    assert changed == dict.fromkeys(changed, 0), result.stdout[-3000:]
 
 
 # --- the benchmarks' smoke runs ---------------------------------------------------
@@ -504,7 +523,9 @@ def test_an_awx_check_job_reports_no_change_on_an_up_to_date_host(awx_jobs):
     _, jobs = awx_jobs
     job = jobs["check"]
     assert job.status == "successful", stdout(job.events)[-3000:]
-    assert job.stats["changed"].get(AWX_HOST, 0) == 0, job.stats
+    # Ansible's stats list a host under "changed" only when something changed there.
+    assert job.stats["ok"][AWX_HOST] > 0, job.stats
+    assert AWX_HOST not in job.stats["changed"], job.stats
 
 
 def test_an_awx_rollback_job_returns_to_the_previous_release(awx_jobs):

@@ -1,11 +1,48 @@
 """Hardening of the provisioned web hosts, after test_stack_faults.py: what an app's user
 may touch, where secrets go, what listens. Each check tries the thing it forbids."""
 
+from collections import Counter
+
 import pytest
 from sandbox_support import PROJECT, run_playbook
 from stack_support import WEB, deploy
 
 APPS = ("webxample", "shop")
+
+
+def raw_headers(host, server_name, path):
+    """(status, [(name, value), ...]) of a GET through nginx, every header line as it came:
+    curl -D prints the header block verbatim, repeated headers included."""
+    out = host.check_output(f"curl -sS -o /dev/null -D - -H 'Host: {server_name}' http://127.0.0.1{path}")
+    status_line, *lines = out.splitlines()
+    return int(status_line.split()[1]), [(n.strip().lower(), v.strip()) for n, _, v in
+                                         (line.partition(":") for line in lines if line.strip())]
+
+
+# One owner per header and response (roles/nginx/README.md): Django sends its own on the
+# pages it answers (X-Frame-Options DENY, Referrer-Policy same-origin), nginx adds its
+# defaults only where no app answered (static files, its own error pages).
+SECURITY_HEADERS = ("x-content-type-options", "referrer-policy", "x-frame-options")
+APP_VALUES = ("nosniff", "same-origin", "DENY")
+NGINX_VALUES = ("nosniff", "strict-origin-when-cross-origin", "SAMEORIGIN")
+RESPONSES = {
+    "the app's page": ("webxample.test", "/", 200, APP_VALUES),
+    "the app's 404": ("webxample.test", "/no-such-page/", 404, APP_VALUES),
+    "a static file": ("webxample.test", "/static/webxample/style.css", 200, NGINX_VALUES),
+    "nginx's 404 for a missing static file": ("webxample.test", "/static/no-such-file.css", 404, NGINX_VALUES),
+    "nginx's own 502 (no app behind the vhost)": ("gone.test", "/", 502, NGINX_VALUES),
+}
+
+
+@pytest.mark.parametrize("response", RESPONSES)
+def test_each_security_header_comes_exactly_once(web, response):
+    server_name, path, status, values = RESPONSES[response]
+    for name, host in web.items():
+        got, headers = raw_headers(host, server_name, path)
+        assert got == status, (name, headers)
+        counts = Counter(n for n, _ in headers)
+        assert {h: counts[h] for h in SECURITY_HEADERS} == dict.fromkeys(SECURITY_HEADERS, 1), (name, headers)
+        assert tuple(dict(headers)[h] for h in SECURITY_HEADERS) == values, (name, headers)
 
 
 @pytest.mark.parametrize("app", APPS)

@@ -174,7 +174,7 @@ def test_host_without_sshd_skips_the_sshd_step(host, scenario_dir):
                                                 "__users_sshd": "/nonexistent/sshd"},
                         "--limit", host.backend.host)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert recap(result)[host.backend.host]["changed"] == 0, result.stdout[-3000:]
+    assert recap(result, [host.backend.host])[host.backend.host]["changed"] == 0, result.stdout[-3000:]
     for operator in OPERATORS:
         assert host.file(SSHD_DROP_IN.format(operator)).exists
 
@@ -189,20 +189,36 @@ def test_removed_operator_and_app_are_gone(host):
 
 # Bad input: the play fails with a clear message and the host is left exactly as it was.
 # "carol" is a valid new account listed beside the bad entry: she must not be created.
+# Each message is the whole sentence the role (or Ansible's argument-spec check) prints
+# for that input, compared with runs of whitespace made single spaces; "{host}" is the
+# host's name. A run that fails for any other reason does not print it.
 CAROL = {"name": "carol", "sudo": ["ALL=(ALL:ALL) ALL"]}
+# The role's sentence for an account it refuses (the same whichever rule is broken), up
+# to its list of system accounts (roles/users/vars/main.yml).
+INVALID_ACCOUNT = ("Invalid account {}: a name is 1 to 32 characters of lower-case letters, digits, '_' or '-', "
+                   "starting with a letter or '_', and not a system account (")
 BAD_INPUTS = {
-    "invalid name": ({"users_operators": [CAROL, {"name": "Bad Name"}]}, "Invalid account"),
+    "invalid name": ({"users_operators": [CAROL, {"name": "Bad Name"}]}, INVALID_ACCOUNT.format('"Bad Name"')),
+    # visudo's own report: the rule is on line 4 of the drop-in, after the 3-line
+    # ansible_managed header of templates/etc/sudoers.d/operator.j2.
     "broken sudo rule": ({"users_operators": [CAROL, {"name": "alice", "groups": ["adm", "shop"],
                                                       "sudo": ["ALL=(ALL NOPASSWD: ALL"]}]},
-                         "visudo rejected the sudo rules of alice"),
-    "list given as a string": ({"users_operators": "carol"}, "users_operators"),
+                         "visudo rejected the sudo rules of alice (stdin:4:16: syntax error "
+                         "alice ALL=(ALL NOPASSWD: ALL ^~~~~~~~~). Nothing was changed."),
+    "list given as a string": ({"users_operators": "carol"},
+                               "Elements value for option 'users_operators' is of type str and we were unable "
+                               "to convert to dict: dictionary requested, could not parse JSON or key=value"),
     "unknown group": ({"users_operators": [dict(CAROL, groups=["no-such-group"])]},
-                      "These groups do not exist"),
+                      "These groups do not exist on {host}: no-such-group. Create them first, or list the "
+                      "application that owns them in users_apps."),
     "removing a system account": ({"users_apps": [{"name": "www-data", "state": "absent"}]},
-                                  "not a system account"),
-    "duplicate name": ({"users_operators": [CAROL, CAROL]}, "listed more than once"),
+                                  INVALID_ACCOUNT.format('"www-data"')),
+    "duplicate name": ({"users_operators": [CAROL, CAROL]},
+                       "Accounts listed more than once in users_operators/users_apps: carol"),
+    # Ansible lists the valid booleans in no fixed order: the sentence up to that list.
     "sshd switch not a boolean": ({"users_operators": [CAROL], "users_sshd_refuse_operator_passwords": "maybe"},
-                                  "'users_sshd_refuse_operator_passwords' is of type str"),
+                                  "argument 'users_sshd_refuse_operator_passwords' is of type str and we were "
+                                  "unable to convert to bool: The value 'maybe' is not a valid boolean."),
 }
 SNAPSHOT = ("getent passwd; getent group; sha256sum /etc/sudoers /etc/sudoers.d/*; ls -la /home; "
             "sha256sum /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*")
@@ -216,7 +232,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, case):
         before = host.check_output(SNAPSHOT)
     result = apply_role(scenario_dir, "users", role_vars, "--limit", host.backend.host)
     assert result.returncode != 0, result.stdout[-3000:]
-    assert message in result.stdout, result.stdout[-3000:]
+    assert message.format(host=host.backend.host) in " ".join(result.stdout.split()), result.stdout[-3000:]
     with host.sudo():
         assert host.check_output(SNAPSHOT) == before
     assert not host.user("carol").exists
