@@ -19,7 +19,7 @@ from tests.support import APP_DIR, app_env, run
 
 pytestmark = pytest.mark.releases
 
-VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
+VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
 # The repository's toolchain venv has `build`; WEBXAMPLE_BUILD_PYTHON picks another.
 BUILD_PYTHON = os.environ.get("WEBXAMPLE_BUILD_PYTHON", str(APP_DIR.parents[1] / ".venv/bin/python"))
 STYLE = APP_DIR / "src/webxample/static/webxample/style.css"
@@ -205,3 +205,16 @@ def test_1_3_0_fails_only_once_it_serves(release, tmp_path):
         assert health["version"] == "1.3.0" and health["database"] == "error"
         assert health["error"].startswith("OperationalError: no such column")
         assert http.get("/")[0] == 500
+
+
+def test_1_5_0_is_healthy_but_its_home_page_fails(release, tmp_path):
+    env = deploy_env(tmp_path, "1.5.0")
+    release.install("1.5.0")
+    release.run("webxample", "check", env=env)
+    release.run("webxample", "migrate", "--noinput", env=env)
+    release.run("webxample", "collectstatic", "--noinput", env=env)
+    with release.serve(env, tmp_path / "gunicorn.log") as http:
+        status, body = http.get("/healthz")
+        assert (status, json.loads(body)) == (200, {"version": "1.5.0", "database": "ok"})
+        assert http.get("/")[0] == 500
+    assert "NoReverseMatch: Reverse for 'about' not found." in (tmp_path / "gunicorn.log").read_text()

@@ -57,6 +57,16 @@ def releases_running(host, app):
             for pid, exe, *_ in (line.split() + [''] for line in out.splitlines())}
 
 
+def canary_left(host, app="webxample"):
+    """What is left of the app's canary (roles/release/tasks/canary.yml): its unit's state
+    and the processes that use its socket directory, ("inactive", "") when none."""
+    with host.sudo():
+        state = host.run(f"systemctl show -P ActiveState webdeploy-canary-{app}.service").stdout.strip()
+        # [w]: the shell running pgrep has the pattern in its own command line.
+        processes = host.run(f"pgrep -af '[w]ebdeploy-canary-{app}/' || true").stdout.strip()
+    return state, processes
+
+
 def masters(host, app):
     """PIDs of the gunicorn masters Circus runs for the app."""
     with host.sudo():

@@ -23,10 +23,10 @@ import pytest
 import testinfra
 from awx_runner import SANDBOX_VAULT, awx_job_vars, run_job, stats_data, stdout
 from sandbox_support import PROJECT, recap, run_playbook
-from stack_support import (WEB, deploy, deploy_log, deploy_with, get, gunicorn_pids, link, load, masters, record,
-                           releases_running, serving)
+from stack_support import (WEB, canary_left, deploy, deploy_log, deploy_with, get, gunicorn_pids, link, load, masters,
+                           record, releases_running, serving)
 
-BUILDS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
+BUILDS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
 
 
 # --- releasing to the index -------------------------------------------------------
@@ -204,26 +204,54 @@ def test_a_failed_host_stops_the_rollout(web, broken):
 def fixture_unhealthy(scenario_dir, web, broken):
     with load({WEB[0]: web[WEB[0]]}) as counts:
         result = deploy(scenario_dir, "1.3.0")
-    record("fault: the new release fails its health check after the switch (1.3.0)", counts)
+    record("fault: the new release fails its health check (1.3.0)", counts)
     return result, counts
 
 
-def test_an_unhealthy_release_is_rolled_back_automatically(web, unhealthy):
+def test_an_unhealthy_release_is_stopped_by_its_canary_before_the_switch(web, unhealthy):
     unhealthy, counts = unhealthy
-    # While 1.3.0 served (switch to rollback), its own /healthz answered 503: those are
-    # the failures, by design (the health check after the switch is what finds them).
-    # Nothing else failed: no refused connection, no other status.
+    # The canary, on its own socket, answered 503: the switch never happened, so no client
+    # ever got an answer from 1.3.0.
     load_seen = counts[WEB[0]]
-    assert load_seen["ok"] > 0 and set(load_seen["versions"]) == {"1.1.0"}, load_seen
-    assert set(load_seen["errors"]) <= {"HTTP 503"}, load_seen
+    assert load_seen["ok"] > 0 and load_seen["failed"] == 0, load_seen
+    assert set(load_seen["versions"]) == {"1.1.0"}, load_seen
+    assert unhealthy.returncode != 0
+    text = " ".join(unhealthy.stdout.split())
+    assert ('Deploy of webxample 1.3.0 failed on stack-web12: 1.3.0 failed its canary, before the switch: '
+            'GET /healthz answered 503, expected 200 naming version 1.3.0: {"version": "1.3.0", "database": "error", '
+            '"error": "OperationalError: no such column: webxample_counter.') in text, text[-3000:]
+    assert "The canary's last lines of output:" in text and "Still serving: 1.1.0 (untouched)." in text, text[-3000:]
     for name, host in web.items():
-        assert unhealthy.returncode != 0
-        text = " ".join(unhealthy.stdout.split())
-        assert "1.3.0 failed after the switch (GET /healthz answered 503" in text, text[-3000:]
-        assert "Rolled back automatically: now serving 1.1.0 (healthy)" in text, text[-3000:]
         assert serving(host) == "1.1.0"
         assert link(host, "webxample", "current") == "1.1.0"
         assert link(host, "webxample", "previous") == "1.0.0"
+        assert canary_left(host) == ("inactive", ""), name
+
+
+@pytest.fixture(name="broken_page", scope="module")
+def fixture_broken_page(scenario_dir, web, unhealthy):
+    with load(web) as counts:
+        result = deploy(scenario_dir, "1.5.0")
+    record("fault: the new release is healthy but its home page fails (1.5.0)", counts)
+    return result, counts
+
+
+def test_a_release_whose_page_fails_is_stopped_by_its_smoke_path(web, broken_page):
+    result, counts = broken_page
+    for name, host in web.items():
+        assert counts[name]["ok"] > 0 and counts[name]["failed"] == 0, counts
+        assert set(counts[name]["versions"]) == {"1.1.0"}, counts
+        assert serving(host) == "1.1.0" and link(host, "webxample", "current") == "1.1.0"
+        assert canary_left(host) == ("inactive", ""), name
+        # serial 1: the first host failed, the second was not touched.
+        assert host.file("/srv/apps/webxample/releases/1.5.0").exists == (name == WEB[0])
+    assert result.returncode != 0
+    text = " ".join(result.stdout.split())
+    # /healthz passed (200, naming 1.5.0); the smoke path / did not.
+    assert ("1.5.0 failed its canary, before the switch: GET / answered 500, expected 200: "
+            "<!doctype html> <html lang=\"en\"> <head> <title>Server Error (500)</title>") in text, text[-3000:]
+    # The app logged why, on its stdout.
+    assert "NoReverseMatch: Reverse for 'about' not found." in text, text[-3000:]
 
 
 # --- the deploy lock --------------------------------------------------------------
@@ -238,7 +266,7 @@ INSTALL_DONE = "TASK [release : Run the checks and hooks before the switch]"  # 
 
 
 @pytest.fixture(name="race", scope="module")
-def fixture_race(scenario_dir, web, unhealthy):
+def fixture_race(scenario_dir, web, broken_page):
     lock = "/srv/apps/shop/.deploy.lock"
     first_host = web[WEB[0]]
     second, timeline = {}, []
@@ -339,15 +367,15 @@ def test_deploy_log_tells_the_story(web, rolled_back):
         assert ok[:2] == [("deploy", "1.0.0"), ("deploy", "1.1.0")]
         failed = [e["version"] for e in log if e["result"] != "ok"]
         if name == WEB[0]:
-            assert failed == ["1.2.0", "1.3.0"]
+            assert failed == ["1.2.0", "1.3.0", "1.5.0"]
         assert all(e["user"] and float(e["seconds"]) > 0 for e in log)
         # Run from a terminal, not by AWX: no job id (AWX's would be awx_job_id).
         assert all(e["job"] == "-" for e in log)
 
 
 def test_releases_that_never_served_are_cleaned_up(web, rolled_back):
-    # 1.2.0 (never installed completely) and 1.3.0 (rolled back) went at the rollback's
-    # cleanup; current and previous always stay.
+    # 1.2.0 (never installed completely), 1.3.0 and 1.5.0 (stopped by their canary) went
+    # at the rollback's cleanup; current and previous always stay.
     for name, host in web.items():
         on_disk = set(host.check_output("ls -A /srv/apps/webxample/releases").split())
         assert on_disk == {"1.0.0", "1.1.0"}, f"{name}: {on_disk}"

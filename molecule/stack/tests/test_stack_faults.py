@@ -14,7 +14,7 @@ import pytest
 import testinfra
 import yaml
 from sandbox_support import PROJECT, recap, run_playbook
-from stack_support import WEB, deploy, deploy_with, get, link, load, masters, record, serving
+from stack_support import WEB, canary_left, deploy, deploy_with, get, link, load, masters, record, serving
 
 W = WEB[0]
 MARKER = ".webdeploy-release-complete"
@@ -119,6 +119,8 @@ KILL_POINTS = [
     ("between the two symlink switches", "1.0.0", "Make a symlink to the release under a temporary name", 2, 0.0),
     ("after the switch, before the reload", "1.4.0", "Ask Circus whether the app's watcher runs", 1, 0.0),
     ("during the reload", "1.0.0", "Reload the watcher gracefully", 1, 1.5),
+    # The canary runs on (a transient systemd unit): the next run that takes the lock stops it.
+    ("during the canary", "1.4.0", "Ask the canary its health path", 1, 0.0),
 ]
 
 
@@ -132,13 +134,15 @@ def fixture_killed(scenario_dir, baseline, index_lost):
             output, _, fired = deploy_with(scenario_dir, version, "shop", task, "kill", "--limit", W, delay=delay, nth=nth)
             after_kill = serving(host, "shop.test"), complete(host, "shop")
             previous_after_kill = link(host, "shop", "previous")
+            canary_after_kill = canary_left(host, "shop")
             # The lock is left behind: named stale (shown once, it is the same each time).
             refused = deploy(scenario_dir, version, "shop", "--limit", W) if not outcomes else None
             recovered = deploy(scenario_dir, version, "shop", "--limit", W, "-e", "release_break_lock=true")
         record(f"fault: ansible-playbook killed {case}", counts)
         outcomes.append({"case": case, "version": version, "before": before, "fired": fired, "output": output,
                          "after_kill": after_kill, "previous": (previous, previous_after_kill), "refused": refused, "recovered": recovered, "counts": counts,
-                         "now": (serving(host, "shop.test"), complete(host, "shop"))})
+                         "now": (serving(host, "shop.test"), complete(host, "shop")),
+                         "canary": (canary_after_kill, canary_left(host, "shop"))})
     return outcomes
 
 
@@ -171,6 +175,21 @@ def test_after_a_kill_the_stale_lock_is_named_and_the_next_deploy_succeeds(kille
         assert "STALE: its process" in text and "release_break_lock=true" in text, text[-3000:]
     assert o["recovered"].returncode == 0, o["recovered"].stdout[-3000:]
     assert o["now"] == (o["version"], o["version"])
+
+
+def test_a_canary_left_by_a_killed_deploy_is_stopped_by_the_next_one(killed):
+    o = next(o for o in killed if o["case"] == "during the canary")
+    (state, processes), now = o["canary"]
+    # Killed while asking its canary: the canary ran on, then the next deploy stopped it
+    # (reported as a change) before proving its own, which it stopped too.
+    assert state == "active" and "gunicorn" in processes, o["canary"]
+    lines = o["recovered"].stdout.splitlines()
+    banner = next(i for i, line in enumerate(lines) if line.startswith("TASK [release : Stop a canary left by a killed run]"))
+    assert lines[banner + 1] == f"changed: [{W}]", lines[banner:banner + 3]
+    assert now == ("inactive", ""), now
+    for other in killed:
+        if other is not o:
+            assert other["canary"] == (("inactive", ""), ("inactive", "")), (other["case"], other["canary"])
 
 
 # --- the disk holding the releases is full -----------------------------------------

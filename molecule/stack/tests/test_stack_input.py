@@ -63,6 +63,9 @@ CASES = [
     ("missing app_version", DEPLOY, {"app_name": V}, {}, 'app_version must be a release version'),
     ("keep_releases a string", DEPLOY, "keep_releases=many", {}, "app webxample: keep_releases must be 2 or more"),
     ("keep_releases negative", DEPLOY, "keep_releases=-1", {}, "app webxample: keep_releases must be 2 or more"),
+    ("smoke path without a leading /", DEPLOY, "smoke_paths=healthz", {},
+     'app webxample: smoke_paths must be a list of {path, status}, each path starting with / and each status an '
+     'HTTP status such as 200 (got [{"path": "healthz", "status": 200}])'),
     ("webapp_apps entry not a mapping", SITE, "malformed", {},
      "Elements value for option 'webapp_apps' is of type str and we were unable to convert to dict"),
     ("server name with a space", SITE, "server_names=bad name.test", {},
@@ -90,6 +93,9 @@ def extra_vars(scenario_dir, spec):
         return {"app_name": V, "app_version": "1.0.0", "webapp_apps": with_first_app(scenario_dir, keep_releases="many")}
     if spec == "keep_releases=-1":
         return {"app_name": V, "app_version": "1.0.0", "webapp_apps": with_first_app(scenario_dir, keep_releases=-1)}
+    if spec == "smoke_paths=healthz":
+        return {"app_name": V, "app_version": "1.0.0",
+                "webapp_apps": with_first_app(scenario_dir, smoke_paths=[{"path": "healthz", "status": 200}])}
     if spec == "malformed":
         return {"webapp_apps": ["webxample", *scenario_apps(scenario_dir)[1:]]}
     if spec == "server_names=bad name.test":

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+"""Ansible module of the release role: probe, or stop, a canary of a new release."""
+
+import http.client
+import json
+import socket
+import subprocess
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: release_canary
+short_description: Prove a new release on its own private socket before it serves, or stop its canary
+description:
+  - The release role starts the new release's gunicorn as a transient systemd unit (the canary),
+    exactly as Circus will run it but with one worker and a private Unix socket that nginx does not use.
+  - C(state=probed) waits, at most O(timeout) seconds, until the canary answers its health path, then
+    asks the health path (200 naming O(version)) and each smoke path (its expected status) with the
+    headers nginx sends. Only "not answering yet" is waited for; a wrong answer, or a canary that
+    exited, ends the probe at once.
+  - C(state=absent) stops the canary's unit (all its processes) if it runs.
+  - The module never fails on a bad canary; it returns C(passed) and C(reason) for the role's message.
+options:
+  state:
+    description: probed or absent.
+    type: str
+    choices: [probed, absent]
+    default: probed
+  unit:
+    description: The canary's systemd unit.
+    type: str
+    required: true
+  socket:
+    description: The canary's Unix socket (state=probed).
+    type: path
+  host:
+    description: Host header, the app's first server name (state=probed).
+    type: str
+  scheme:
+    description: X-Forwarded-Proto nginx sends for the app (https when it has TLS).
+    type: str
+    default: http
+  health_path:
+    description: Health path; must answer 200 with JSON naming O(version).
+    type: str
+    default: /healthz
+  version:
+    description: The version being deployed.
+    type: str
+  smoke_paths:
+    description: List of {path, status}, asked in order after the health path.
+    type: list
+    elements: dict
+    default: []
+  timeout:
+    description: Seconds the whole probe may take.
+    type: int
+    default: 30
+  output_file:
+    description: File the canary's stdout and stderr go to (a twelve-factor app logs its errors on stdout,
+      gunicorn its own on stderr); its last lines go into the reason.
+    type: path
+"""
+
+RETURN = r"""
+passed:
+  description: Whether every check passed (state=probed).
+  type: bool
+reason:
+  description: Why the canary failed, one sentence with the path, the status, the start of the body and the
+    last lines of the canary's output (stdout and stderr); empty when it passed.
+  type: str
+checked:
+  description: The requests made, as "GET <path> <status>".
+  type: list
+seconds:
+  description: How long the probe took.
+  type: float
+was:
+  description: The unit's state before (state=absent).
+  type: str
+"""
+
+# States in which the unit still has (or is about to have) processes.
+RUNNING = ("active", "activating", "deactivating", "reloading")
+# A canary that is still starting: its socket does not exist yet, or nothing accepts on it.
+NOT_YET = (FileNotFoundError, ConnectionRefusedError)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (the canary's), like nginx's upstream."""
+
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def get(socket_path, path, headers, timeout):
+    """(status, body text) of GET path on the socket; raises OSError when nothing answers."""
+    conn = UnixHTTPConnection(socket_path, timeout)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def proxy_headers(host, scheme):
+    """What nginx sends the app (roles/nginx: proxy_set_header), for a client on loopback."""
+    return {"Host": host, "X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1",
+            "X-Forwarded-Proto": scheme, "X-Forwarded-Host": host}
+
+
+def start_of(body):
+    """The first 200 characters of a body, its whitespace squeezed (an HTML page reads on one line)."""
+    return " ".join(body.split())[:200]
+
+
+def last_lines(path, count=5):
+    """The last non-empty lines of a file, ' / '-joined; '' when it is missing or empty."""
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(0, 2)
+            stream.seek(max(0, stream.tell() - 16384))
+            text = stream.read().decode("utf-8", "replace")
+    except (OSError, TypeError):
+        return ""
+    return " / ".join([line.strip() for line in text.splitlines() if line.strip()][-count:])
+
+
+def health_version(body):
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data.get("version") if isinstance(data, dict) else None
+
+
+def probe(socket_path, host, scheme, health_path, version, smoke_paths, timeout, alive,
+          clock=time.monotonic, sleep=time.sleep):
+    """(passed, reason without the stderr lines, checked). `alive()` says whether the canary's
+    processes still run; only a canary that is alive and not answering yet is waited for."""
+    headers = proxy_headers(host, scheme)
+    deadline = clock() + timeout
+    checked = []
+    wants = [(health_path, 200)] + [(p["path"], int(p["status"])) for p in smoke_paths]
+    for index, (path, expected) in enumerate(wants):
+        while True:
+            left = deadline - clock()
+            if left <= 0:
+                return False, f"it did not answer GET {path} within {timeout} s", checked
+            try:
+                status, body = get(socket_path, path, headers, left)
+                break
+            except socket.timeout:
+                return False, f"it did not answer GET {path} within {timeout} s", checked
+            except (OSError, http.client.HTTPException) as error:
+                if not alive():
+                    return False, f"it exited before it answered GET {path}", checked
+                if not isinstance(error, NOT_YET + (http.client.RemoteDisconnected, ConnectionResetError)):
+                    return False, f"GET {path} failed: {error}", checked
+                sleep(0.2)
+        checked.append(f"GET {path} {status}")
+        if index == 0:
+            named = health_version(body)
+            if status != 200 or named != version:
+                other = f" naming version {named}" if named and named != version else ""
+                return False, (f"GET {path} answered {status}{other}, expected 200 naming version {version}: "
+                               f"{start_of(body)}"), checked
+        elif status != expected:
+            return False, f"GET {path} answered {status}, expected {expected}: {start_of(body)}", checked
+    return True, "", checked
+
+
+def unit_state(unit):
+    result = subprocess.run(["systemctl", "show", "--property=ActiveState", "--value", unit],
+                            capture_output=True, text=True, check=False)
+    return result.stdout.strip() or "inactive"
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "state": {"type": "str", "choices": ["probed", "absent"], "default": "probed"},
+            "unit": {"type": "str", "required": True},
+            "socket": {"type": "path"},
+            "host": {"type": "str"},
+            "scheme": {"type": "str", "default": "http"},
+            "health_path": {"type": "str", "default": "/healthz"},
+            "version": {"type": "str"},
+            "smoke_paths": {"type": "list", "elements": "dict", "default": []},
+            "timeout": {"type": "int", "default": 30},
+            "output_file": {"type": "path"},
+        },
+        required_if=[("state", "probed", ("socket", "host", "version"))],
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["state"] == "absent":
+        was = unit_state(p["unit"])
+        if was in RUNNING and not module.check_mode:
+            # KillMode=control-group: stopping the unit ends every process of the canary.
+            module.run_command(["systemctl", "stop", p["unit"]], check_rc=True)
+        module.exit_json(changed=was in RUNNING, was=was)
+
+    started = time.monotonic()
+    passed, reason, checked = probe(p["socket"], p["host"], p["scheme"], p["health_path"], p["version"],
+                                    p["smoke_paths"], p["timeout"], lambda: unit_state(p["unit"]) in RUNNING)
+    if not passed:
+        said = last_lines(p["output_file"])
+        reason += f". The canary's last lines of output: {said}" if said else ". The canary wrote nothing"
+    module.exit_json(changed=False, passed=passed, reason=reason, checked=checked,
+                     seconds=round(time.monotonic() - started, 2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The release role's canary probe (roles/release/library/release_canary.py), against a
+small HTTP server on a Unix socket in this process: what passes, what fails at once,
+what is waited for, and the sentence an operator reads."""
+
+import importlib.util
+import json
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+from sandbox_support import PROJECT
+
+_spec = importlib.util.spec_from_file_location("release_canary", PROJECT / "roles/release/library/release_canary.py")
+canary = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(canary)
+
+SMOKE = [{"path": "/", "status": 200}]
+
+
+class FakeClock:
+    """time.monotonic and time.sleep that only move when slept: no test waits for real."""
+
+    def __init__(self):
+        self.now, self.slept = 0.0, 0
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.slept += 1
+
+
+def app(routes, seen):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            seen.append((self.path, dict(self.headers)))
+            status, body = routes[self.path]
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture(name="serve")
+def fixture_serve(tmp_path):
+    servers = []
+
+    def serve(routes):
+        seen = []
+        path = str(tmp_path / "canary.sock")
+        server = socketserver.UnixStreamServer(path, app(routes, seen))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return path, seen
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def run(path, clock=None, alive=lambda: True, smoke=SMOKE, timeout=30):
+    clock = clock or FakeClock()
+    return canary.probe(path, "webxample.test", "https", "/healthz", "1.3.0", smoke, timeout, alive,
+                        clock=clock.clock, sleep=clock.sleep)
+
+
+def healthy(version="1.3.0"):
+    return 200, json.dumps({"version": version, "database": "ok"})
+
+
+def test_a_healthy_canary_passes_and_is_asked_like_nginx_asks(serve):
+    path, seen = serve({"/healthz": healthy(), "/": (200, "<h1>webxample</h1>")})
+    assert run(path) == (True, "", ["GET /healthz 200", "GET / 200"])
+    assert [p for p, _ in seen] == ["/healthz", "/"]
+    headers = seen[1][1]
+    assert (headers["Host"], headers["X-Forwarded-Proto"], headers["X-Forwarded-For"]) == ("webxample.test", "https",
+                                                                                            "127.0.0.1")
+
+
+def test_an_unhealthy_canary_fails_at_once_with_the_status_and_the_body(serve):
+    body = json.dumps({"version": "1.3.0", "database": "error", "error": "OperationalError: no such column"})
+    path, seen = serve({"/healthz": (503, body), "/": (200, "")})
+    clock = FakeClock()
+    assert run(path, clock) == (False, f"GET /healthz answered 503, expected 200 naming version 1.3.0: {body}",
+                                ["GET /healthz 503"])
+    assert clock.slept == 0 and [p for p, _ in seen] == ["/healthz"]
+
+
+def test_a_canary_of_another_version_fails(serve):
+    path, _ = serve({"/healthz": healthy("1.1.0"), "/": (200, "")})
+    passed, reason, _ = run(path)
+    assert not passed
+    assert reason.startswith("GET /healthz answered 200 naming version 1.1.0, expected 200 naming version 1.3.0: ")
+
+
+def test_a_smoke_path_with_another_status_fails_with_the_start_of_its_body(serve):
+    page = "<html>\n  <title>Server Error (500)</title>\n" + "x" * 400
+    path, _ = serve({"/healthz": healthy(), "/": (500, page), "/about": (200, "")})
+    passed, reason, checked = run(path, smoke=SMOKE + [{"path": "/about", "status": 200}])
+    assert not passed
+    assert reason == "GET / answered 500, expected 200: " + " ".join(page.split())[:200]
+    assert checked == ["GET /healthz 200", "GET / 500"]  # and not /about
+
+
+def test_a_smoke_path_may_expect_another_status(serve):
+    path, _ = serve({"/healthz": healthy(), "/admin/": (302, "")})
+    assert run(path, smoke=[{"path": "/admin/", "status": 302}])[0] is True
+
+
+def test_a_canary_still_starting_is_waited_for(tmp_path, serve):
+    # No socket yet: the first attempts find nothing; the server comes up meanwhile.
+    clock = FakeClock()
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        if clock.slept == 3:
+            serve({"/healthz": healthy(), "/": (200, "")})
+
+    result = canary.probe(str(tmp_path / "canary.sock"), "webxample.test", "http", "/healthz", "1.3.0", SMOKE, 30,
+                          lambda: True, clock=clock.clock, sleep=sleep)
+    assert result == (True, "", ["GET /healthz 200", "GET / 200"])
+    assert clock.slept == 3
+
+
+def test_a_canary_that_never_answers_fails_after_the_timeout(tmp_path):
+    clock = FakeClock()
+    passed, reason, _ = run(str(tmp_path / "never.sock"), clock, timeout=5)
+    assert (passed, reason) == (False, "it did not answer GET /healthz within 5 s")
+    assert clock.now >= 5
+
+
+def test_a_canary_that_exited_fails_at_once(tmp_path):
+    clock = FakeClock()
+    assert run(str(tmp_path / "gone.sock"), clock, alive=lambda: False) == (
+        False, "it exited before it answered GET /healthz", [])
+    assert clock.slept == 0
+
+
+def test_the_last_lines_of_output(tmp_path):
+    log = tmp_path / "canary.log"
+    log.write_text("[INFO] Starting gunicorn\n\nTraceback (most recent call last):\n  File x\n"
+                   "ModuleNotFoundError: No module named 'feature_flags'\n[ERROR] Worker failed to boot.\n")
+    assert canary.last_lines(log, 3) == ("File x / ModuleNotFoundError: No module named 'feature_flags' / "
+                                         "[ERROR] Worker failed to boot.")
+    assert canary.last_lines(tmp_path / "missing.log") == ""
