@@ -1,8 +1,10 @@
 """What bench/downtime and bench/deploy_speed share: hosts read from an inventory and
 reached with plain ssh, ansible-playbook runs logged to a file, the environment both
-need. Standard library only."""
+need; and what bench/downtime and bench/plot.py both read in bench/loadgen.py's
+records. Standard library only."""
 
 import json
+import math
 import os
 import re
 import shlex
@@ -100,3 +102,28 @@ def playbook(inventory, log, name, *extra, env=None, fail=True):
 
 def uptime():
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+# bench/loadgen.py's records: [t_sent, latency_s, status, version, error, lag_s], status 0
+# when no HTTP answer came. The report's tables and the plot count them the same way.
+
+def failed(record):
+    """Not a 2xx answer: an error status, or no answer at all."""
+    return not 200 <= record[2] < 300
+
+
+def latencies(records):
+    """Sorted latencies (s) of the requests that got an answer, whatever its status."""
+    return sorted(r[1] for r in records if r[2])
+
+
+def pct(values, p):
+    """Nearest-rank percentile of an already sorted list: the smallest value with at least
+    p % of the values at or below it (None when empty)."""
+    if not values:
+        return None
+    return values[min(len(values), max(1, math.ceil(p * len(values) / 100))) - 1]
+
+
+def ms(seconds):
+    return None if seconds is None else round(seconds * 1000, 1)

@@ -2,18 +2,15 @@
 small HTTP server on a Unix socket in this process: what passes, what fails at once,
 what is waited for, and the sentence an operator reads."""
 
-import importlib.util
 import json
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from sandbox_support import PROJECT
+from release_modules import load
 
-_spec = importlib.util.spec_from_file_location("release_canary", PROJECT / "roles/release/library/release_canary.py")
-canary = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(canary)
+canary = load("release_canary")
 
 SMOKE = [{"path": "/", "status": 200}]
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -19,7 +20,7 @@ from tests.support import APP_DIR, app_env, run
 
 pytestmark = pytest.mark.releases
 
-VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
+VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.6.0"]
 # The repository's toolchain venv has `build`; WEBXAMPLE_BUILD_PYTHON picks another.
 BUILD_PYTHON = os.environ.get("WEBXAMPLE_BUILD_PYTHON", str(APP_DIR.parents[1] / ".venv/bin/python"))
 STYLE = APP_DIR / "src/webxample/static/webxample/style.css"
@@ -57,7 +58,7 @@ class Release:
         return [line.split()[-1] for line in shown.splitlines() if line.strip().startswith("[X]")]
 
     @contextmanager
-    def serve(self, env, log):
+    def serve(self, env, log, *extra):
         """gunicorn on a socket bound here (as Circus does): requests wait until it is up."""
         listener = socket.create_server(("127.0.0.1", 0))
         listener.set_inheritable(True)
@@ -65,10 +66,11 @@ class Release:
         with open(log, "ab") as out:
             server = subprocess.Popen(
                 [self.venv / "bin/gunicorn", "--bind", f"fd://{fd}", "--workers", "2", "--no-control-socket",
-                 "--access-logfile", "-", "webxample.wsgi:application"],
+                 "--access-logfile", "-", *extra, "webxample.wsgi:application"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, pass_fds=[fd])
         # gunicorn holds the socket now; without our copy, its death refuses connections.
         listener.close()
+        self.server = server
         try:
             yield HTTP(f"http://127.0.0.1:{port}", log)
         finally:
@@ -218,3 +220,44 @@ def test_1_5_0_is_healthy_but_its_home_page_fails(release, tmp_path):
         assert (status, json.loads(body)) == (200, {"version": "1.5.0", "database": "ok"})
         assert http.get("/")[0] == 500
     assert "NoReverseMatch: Reverse for 'about' not found." in (tmp_path / "gunicorn.log").read_text()
+
+
+def test_1_6_0_boots_slowly_and_then_serves(release, tmp_path):
+    env = deploy_env(tmp_path, "1.6.0")
+    release.install("1.6.0")
+    release.run("webxample", "check", env=env)
+    started = time.monotonic()
+    release.run("python", "-c", "import webxample.wsgi", env=env)
+    # A lower bound that the sleep guarantees, not a performance threshold.
+    assert time.monotonic() - started >= 8
+    release.run("webxample", "migrate", "--noinput", env=env)
+    with release.serve(env, tmp_path / "gunicorn.log") as http:
+        status, body = http.get("/healthz")
+        assert (status, json.loads(body)) == (200, {"version": "1.6.0", "database": "ok"})
+        assert http.get("/")[0] == 200
+
+
+def test_gunicorn_workers_mark_themselves_ready_with_webdeploys_hooks(release, tmp_path):
+    # The settings file every app's gunicorn loads (roles/webapp/files/gunicorn_hooks.py):
+    # once a worker answers, it has left <master pid>.<worker pid> in WEBDEPLOY_READY_DIR;
+    # when gunicorn stops, it removes them.
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    env = dict(deploy_env(tmp_path, "1.0.0"), WEBDEPLOY_READY_DIR=str(ready))
+    release.install("1.0.0")
+    release.run("webxample", "migrate", "--noinput", env=env)
+    hooks = APP_DIR.parent.parent / "roles/webapp/files/gunicorn_hooks.py"
+    with release.serve(env, tmp_path / "gunicorn.log", "--config", str(hooks)) as http:
+        assert http.get("/healthz")[0] == 200  # one worker has booted; the other may still be
+        for _ in range(300):
+            markers = sorted(p.name for p in ready.iterdir())
+            if len(markers) == 2:
+                break
+            time.sleep(0.1)
+        assert len(markers) == 2, markers
+        for name in markers:
+            master, worker = name.split(".")
+            assert master == str(release.server.pid), markers
+            parent = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            assert parent == master, f"{name}: worker {worker} is not a child of {master}"
+    assert sorted(ready.iterdir()) == [], "the master removed its markers as it stopped"

@@ -86,7 +86,7 @@ def record(case, counts):
 def load(hosts, name="webxample.test"):
     """Requests through nginx on each of `hosts` ({name: host}) while the block runs.
 
-    /usr/local/bin/stack-load (prepare.yml) GETs /healthz one new connection at a time,
+    /usr/local/bin/stack-load (prepare.yml) GETs / one new connection at a time,
     a bounded loop that stops when the block ends. Yields a dict that is filled, after
     the block, with each host's counts: {host: {"ok", "failed", "versions", "errors"}}.
     """
@@ -106,6 +106,15 @@ def load(hosts, name="webxample.test"):
                     break
                 time.sleep(0.2)
             counts[host_name] = json.loads(h.file("/run/stack-load.json").content_string)
+
+
+def deploy_under_load(scenario_dir, hosts, version, case, app="webxample", playbook="deploy.yml"):
+    """(result, counts) of a deploy (or `playbook`) run while `hosts` are under load; the
+    counts are recorded for the report under `case`."""
+    with load(hosts, f"{app}.test") as counts:
+        result = deploy(scenario_dir, version, app, playbook=playbook)
+    record(case, counts)
+    return result, counts
 
 
 def deploy_with(scenario_dir, version, app, task, action, *args, delay=0.0, nth=1, timeline=None):

@@ -12,6 +12,7 @@ pytest would then run every stage for one host before the other. They loop over 
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -23,10 +24,10 @@ import pytest
 import testinfra
 from awx_runner import SANDBOX_VAULT, awx_job_vars, run_job, stats_data, stdout
 from sandbox_support import PROJECT, recap, run_playbook
-from stack_support import (WEB, canary_left, deploy, deploy_log, deploy_with, get, gunicorn_pids, link, load, masters,
-                           record, releases_running, serving)
+from stack_support import (WEB, canary_left, deploy, deploy_log, deploy_under_load, deploy_with, get, gunicorn_pids,
+                           link, load, masters, record, releases_running, serving)
 
-BUILDS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
+BUILDS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.6.0"]
 
 
 # --- releasing to the index -------------------------------------------------------
@@ -83,9 +84,10 @@ def test_static_files_come_from_the_release(web, first):
 
 def test_each_app_runs_as_its_own_user(web, first):
     for name, host in web.items():
-        for app in ("webxample", "shop"):
+        # numprocesses masters with 2 workers each (inventory/group_vars/web/apps.yml).
+        for app, processes in (("webxample", 4), ("shop", 1)):
             pids = gunicorn_pids(host, app)
-            assert len(pids) >= 4, f"{app}: 2 masters with 2 workers each expected, got {pids}"
+            assert len(pids) == processes * 3, f"{app}: {processes} masters with 2 workers each expected, got {pids}"
             assert host.check_output(f"ps -o user= -p {','.join(map(str, pids))} | sort -u") == app
         # Code is root's; only shared/ is the app's.
         assert host.file("/srv/apps/webxample/releases/1.0.0/venv").user == "root"
@@ -174,10 +176,7 @@ def test_deploying_the_current_version_changes_nothing(repeated):
 
 @pytest.fixture(name="broken", scope="module")
 def fixture_broken(scenario_dir, web, repeated):
-    with load(web) as counts:
-        result = deploy(scenario_dir, "1.2.0")
-    record("fault: the new release fails at import (1.2.0)", counts)
-    return result, counts
+    return deploy_under_load(scenario_dir, web, "1.2.0", "fault: the new release fails at import (1.2.0)")
 
 
 def test_a_build_that_cannot_start_never_becomes_current(web, broken):
@@ -202,10 +201,8 @@ def test_a_failed_host_stops_the_rollout(web, broken):
 
 @pytest.fixture(name="unhealthy", scope="module")
 def fixture_unhealthy(scenario_dir, web, broken):
-    with load({WEB[0]: web[WEB[0]]}) as counts:
-        result = deploy(scenario_dir, "1.3.0")
-    record("fault: the new release fails its health check (1.3.0)", counts)
-    return result, counts
+    return deploy_under_load(scenario_dir, {WEB[0]: web[WEB[0]]}, "1.3.0",
+                             "fault: the new release fails its health check (1.3.0)")
 
 
 def test_an_unhealthy_release_is_stopped_by_its_canary_before_the_switch(web, unhealthy):
@@ -230,10 +227,7 @@ def test_an_unhealthy_release_is_stopped_by_its_canary_before_the_switch(web, un
 
 @pytest.fixture(name="broken_page", scope="module")
 def fixture_broken_page(scenario_dir, web, unhealthy):
-    with load(web) as counts:
-        result = deploy(scenario_dir, "1.5.0")
-    record("fault: the new release is healthy but its home page fails (1.5.0)", counts)
-    return result, counts
+    return deploy_under_load(scenario_dir, web, "1.5.0", "fault: the new release is healthy but its home page fails (1.5.0)")
 
 
 def test_a_release_whose_page_fails_is_stopped_by_its_smoke_path(web, broken_page):
@@ -254,6 +248,33 @@ def test_a_release_whose_page_fails_is_stopped_by_its_smoke_path(web, broken_pag
     assert "NoReverseMatch: Reverse for 'about' not found." in text, text[-3000:]
 
 
+# --- a release that boots slowly ----------------------------------------------------
+
+@pytest.fixture(name="slow", scope="module")
+def fixture_slow(scenario_dir, web, broken_page):
+    return deploy_under_load(scenario_dir, web, "1.6.0", "deploy 1.6.0 (8 s to boot) over 1.1.0, 4 processes")
+
+
+def test_a_slow_booting_release_replaces_the_old_one_only_once_booted(web, slow):
+    result, counts = slow
+    assert result.returncode == 0, result.stdout[-4000:]
+    text = " ".join(result.stdout.split())
+    # Readiness, not a fixed warm-up: the old processes stopped only once the 4 new ones
+    # had booted, which takes at least the 8 s its import sleeps.
+    boots = [float(s) for s in re.findall(r"4 new process\(es\) of 1\.6\.0 ready in ([0-9.]+) s; "
+                                          r"4 old one\(s\) stopped after that", text)]
+    assert len(boots) == len(WEB), text[-4000:]
+    assert min(boots) >= 8, boots
+    for name, host in web.items():
+        c = counts[name]
+        assert c["ok"] > 0 and c["failed"] == 0, c
+        assert set(c["versions"]) == {"1.1.0", "1.6.0"}, c
+        assert serving(host) == "1.6.0"
+        running = releases_running(host, "webxample")
+        assert set(running.values()) == {"1.6.0"}, f"{name}: {running}"
+        assert len(masters(host, "webxample")) == 4, name
+
+
 # --- the deploy lock --------------------------------------------------------------
 
 # The loser must fail at once, naming the holder, not wait for the lock. To make "at once"
@@ -266,7 +287,7 @@ INSTALL_DONE = "TASK [release : Run the checks and hooks before the switch]"  # 
 
 
 @pytest.fixture(name="race", scope="module")
-def fixture_race(scenario_dir, web, broken_page):
+def fixture_race(scenario_dir, web, slow):
     lock = "/srv/apps/shop/.deploy.lock"
     first_host = web[WEB[0]]
     second, timeline = {}, []
@@ -280,7 +301,7 @@ def fixture_race(scenario_dir, web, broken_page):
         finally:
             os.kill(winner.pid, signal.SIGCONT)
 
-    with load({WEB[0]: first_host}, "shop.test") as counts:
+    with load(web, "shop.test") as counts:
         winner_out, winner_rc, fired = deploy_with(scenario_dir, "1.1.0", "shop", "Write who holds the lock",
                                                    run_the_second_deploy, timeline=timeline)
     record("fault: two deploys of the same app at once", counts)
@@ -308,7 +329,16 @@ def test_a_concurrent_deploy_fails_at_once_naming_the_holder(race):
     for step in ("Install the app and its dependencies", "Rename the symlink into place"):
         assert step in winner_out
         assert step not in loser.stdout
-    assert counts[WEB[0]]["failed"] == 0 and counts[WEB[0]]["ok"] > 0, counts
+
+
+def test_a_single_process_app_is_deployed_without_a_failed_request(web, race):
+    # shop runs 1 process: the new one starts next to it, and the old one stops only once
+    # the new one is ready. Both hosts were under load; the first was also where the
+    # second deploy was refused.
+    counts = race[5]
+    for name in web:
+        assert counts[name]["ok"] > 0 and counts[name]["failed"] == 0, counts
+        assert set(counts[name]["versions"]) == {"1.0.0", "1.1.0"}, counts
 
 
 @pytest.fixture(name="stale", scope="module")
@@ -331,11 +361,12 @@ def test_a_stale_lock_is_detected_and_can_be_cleared(stale):
 
 @pytest.fixture(name="rolled_back", scope="module")
 def fixture_rolled_back(scenario_dir, web, stale):
-    marker = "/srv/apps/webxample/releases/1.0.0/.webdeploy-release-complete"
+    marker = "/srv/apps/webxample/releases/1.1.0/.webdeploy-release-complete"
     installed = {name: host.file(marker).mtime for name, host in web.items()}
     unknown = deploy(scenario_dir, "9.9.9", playbook="rollback.yml")
-    back = deploy(scenario_dir, None, playbook="rollback.yml")
-    return unknown, back, installed
+    back, counts = deploy_under_load(scenario_dir, web, None, "rollback.yml from 1.6.0 to 1.1.0, 4 processes",
+                                     playbook="rollback.yml")
+    return unknown, back, installed, counts
 
 
 def test_rollback_refuses_a_version_that_is_not_on_disk(rolled_back):
@@ -346,28 +377,29 @@ def test_rollback_refuses_a_version_that_is_not_on_disk(rolled_back):
     assert "changed=0" in text
 
 
-def test_rollback_returns_to_the_previous_release(web, rolled_back):
+def test_rollback_returns_to_the_previous_release_without_a_failed_request(web, rolled_back):
+    back, counts = rolled_back[1], rolled_back[3]
+    assert back.returncode == 0, back.stdout[-4000:]
     for name, host in web.items():
-        back = rolled_back[1]
-        assert back.returncode == 0, back.stdout[-4000:]
-        assert serving(host) == "1.0.0"
-        assert link(host, "webxample", "current") == "1.0.0"
-        assert link(host, "webxample", "previous") == "1.1.0"
+        assert counts[name]["ok"] > 0 and counts[name]["failed"] == 0, counts
+        assert set(counts[name]["versions"]) == {"1.6.0", "1.1.0"}, counts
+        assert serving(host) == "1.1.0"
+        assert link(host, "webxample", "current") == "1.1.0"
+        assert link(host, "webxample", "previous") == "1.6.0"
         running = releases_running(host, "webxample")
-        assert set(running.values()) == {"1.0.0"}, f"{name}: {running}"
-        marker = "/srv/apps/webxample/releases/1.0.0/.webdeploy-release-complete"
+        assert set(running.values()) == {"1.1.0"}, f"{name}: {running}"
+        marker = "/srv/apps/webxample/releases/1.1.0/.webdeploy-release-complete"
         assert host.file(marker).mtime == rolled_back[2][name], "the rollback reinstalled the release"
 
 
 def test_deploy_log_tells_the_story(web, rolled_back):
     for name, host in web.items():
         log = deploy_log(host)
-        assert [(e["action"], e["version"], e["result"].split(":")[0]) for e in log][-1] == ("rollback", "1.0.0", "ok")
+        assert [(e["action"], e["version"], e["result"].split(":")[0]) for e in log][-1] == ("rollback", "1.1.0", "ok")
         ok = [(e["action"], e["version"]) for e in log if e["result"] == "ok"]
-        assert ok[:2] == [("deploy", "1.0.0"), ("deploy", "1.1.0")]
+        assert ok == [("deploy", "1.0.0"), ("deploy", "1.1.0"), ("deploy", "1.6.0"), ("rollback", "1.1.0")]
         failed = [e["version"] for e in log if e["result"] != "ok"]
-        if name == WEB[0]:
-            assert failed == ["1.2.0", "1.3.0", "1.5.0"]
+        assert failed == (["1.2.0", "1.3.0", "1.5.0"] if name == WEB[0] else [])
         assert all(e["user"] and float(e["seconds"]) > 0 for e in log)
         # Run from a terminal, not by AWX: no job id (AWX's would be awx_job_id).
         assert all(e["job"] == "-" for e in log)
@@ -375,10 +407,10 @@ def test_deploy_log_tells_the_story(web, rolled_back):
 
 def test_releases_that_never_served_are_cleaned_up(web, rolled_back):
     # 1.2.0 (never installed completely), 1.3.0 and 1.5.0 (stopped by their canary) went
-    # at the rollback's cleanup; current and previous always stay.
+    # at the next cleanup; current, previous and the last used (keep_releases 3) stay.
     for name, host in web.items():
         on_disk = set(host.check_output("ls -A /srv/apps/webxample/releases").split())
-        assert on_disk == {"1.0.0", "1.1.0"}, f"{name}: {on_disk}"
+        assert on_disk == {"1.0.0", "1.1.0", "1.6.0"}, f"{name}: {on_disk}"
 
 
 # A process of the old release that Circus no longer tracks (here a stand-in started by
@@ -428,9 +460,9 @@ def test_requests_are_logged_and_keep_flowing_after_rotation(web, rolled_back):
 # (Bad input: test_stack_input.py.)
 
 def test_check_mode_reports_and_changes_nothing(scenario_dir, rolled_back):
-    result = deploy(scenario_dir, "1.1.0", "webxample", "--check")
+    result = deploy(scenario_dir, "1.6.0", "webxample", "--check")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "1.0.0 -> 1.1.0 (check mode: nothing done)" in result.stdout
+    assert "1.1.0 -> 1.6.0 (check mode: nothing done)" in result.stdout
     changed = {h: s["changed"] for h, s in recap(result, WEB).items()}
     assert changed == dict.fromkeys(changed, 0), result.stdout[-3000:]
 

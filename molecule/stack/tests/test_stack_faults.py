@@ -19,6 +19,7 @@ from stack_support import WEB, canary_left, deploy, deploy_with, get, link, load
 W = WEB[0]
 MARKER = ".webdeploy-release-complete"
 SENTINEL = "kept across every fault"
+WEBXAMPLE_PROCESSES = 4  # its numprocesses (inventory/group_vars/web/apps.yml)
 
 
 def shared_intact(host, app):
@@ -117,8 +118,10 @@ KILL_POINTS = [
     # One link renamed, the other not yet, whichever comes first: a rollback target must
     # never be lost (current moved on while previous still names the release before).
     ("between the two symlink switches", "1.0.0", "Make a symlink to the release under a temporary name", 2, 0.0),
-    ("after the switch, before the reload", "1.4.0", "Ask Circus whether the app's watcher runs", 1, 0.0),
-    ("during the reload", "1.0.0", "Reload the watcher gracefully", 1, 1.5),
+    ("after the switch, before the reload", "1.4.0", "Start new processes, and stop", 1, 0.0),
+    # New processes started next to the old ones (twice as many in the watcher), neither
+    # stopped yet: the next deploy replaces them all with processes of `current`.
+    ("during the reload", "1.0.0", "Start new processes, and stop", 1, 1.5),
     # The canary runs on (a transient systemd unit): the next run that takes the lock stops it.
     ("during the canary", "1.4.0", "Ask the canary its health path", 1, 0.0),
 ]
@@ -253,9 +256,9 @@ def fixture_app_killed(baseline, disk_full):
             with host.sudo():
                 host.check_output(f"kill -9 {pid}")
             killed.append(pid)
-            # Circus notices within a second and starts a new one (after its 5 s warm-up
-            # delay); the next kill waits for both processes to be there again.
-            now = until(lambda: (lambda m: m if len(m) == 2 and not set(m) & set(killed) else None)(
+            # Circus notices at its next check (5 s) and starts a new one; the next kill waits
+            # for all the processes to be there again.
+            now = until(lambda: (lambda m: m if len(m) == WEBXAMPLE_PROCESSES and not set(m) & set(killed) else None)(
                 masters(host, "webxample")))
             replaced.append(now)
     record("fault: a gunicorn master of the app killed (SIGKILL) 5 times", counts)
@@ -264,7 +267,7 @@ def fixture_app_killed(baseline, disk_full):
 
 def test_circus_replaces_a_killed_app_process(baseline, app_killed):
     killed, replaced, counts = app_killed
-    # After each kill, two processes again, none of them a killed one.
+    # After each kill, all the processes again, none of them a killed one.
     assert len(killed) == len(replaced) == 5 and all(replaced), (killed, replaced)
     c = counts[W]
     assert c["ok"] > 0 and set(c["versions"]) == {"1.4.0"}, c
@@ -291,7 +294,7 @@ def fixture_circusd_killed(baseline, app_killed):
         # gone, so it first waits out TimeoutStopSec (90 s).
         new = until(lambda: (lambda p: p if p not in ("0", pid) else None)(main_pid()))
         back = until(lambda: serving(host) == "1.4.0" and serving(host, "shop.test") == "1.1.0"
-                     and len(masters(host, "webxample")) == 2)
+                     and len(masters(host, "webxample")) == WEBXAMPLE_PROCESSES)
     record("fault: circusd killed (SIGKILL), systemd restarts it", counts)
     return pid, new, back, counts
 
@@ -342,3 +345,44 @@ def test_an_unreachable_host_stops_the_rollout_and_is_named(baseline, unreachabl
     assert no_failure({W: counts[W]}, "1.4.0", "1.1.0") and no_failure({WEB[1]: counts[WEB[1]]}, "1.0.0", "1.1.0"), counts
     assert again.returncode == 0, again.stdout[-3000:]
     assert {name: serving(h) for name, h in baseline.items()} == {W: "1.1.0", WEB[1]: "1.1.0"}
+
+
+# --- a new process dies while it boots ---------------------------------------------
+
+@pytest.fixture(name="crashed_boot", scope="module")
+def fixture_crashed_boot(scenario_dir, baseline, unreachable):
+    """shop (1 process) deployed to 1.6.0, which takes 8 s to boot; its new gunicorn master
+    is killed (SIGKILL) 1 s after it started. The old process never stopped."""
+    host = baseline[W]
+    before, old = serving(host, "shop.test"), masters(host, "shop")
+    victim = []
+
+    def kill_the_new_master(_):
+        # On the host, in one command: each of testinfra's own commands takes a second or
+        # two, which could let the 8 s boot end first.
+        with host.sudo():
+            victim.append(int(host.check_output(
+                f"for i in $(seq 300); do new=$(circusctl list shop | tr , '\\n' | grep -vx {old[0]}); "
+                "[ -n \"$new\" ] && break; sleep 0.1; done; sleep 1; kill -9 $new && echo $new")))
+
+    with load({W: host}, "shop.test") as counts:
+        output, rc, fired = deploy_with(scenario_dir, "1.6.0", "shop", "Start new processes", kill_the_new_master,
+                                        "--limit", W)
+    record("fault: the new process killed while it boots (SIGKILL), 1.6.0", counts)
+    return before, victim, output, rc, fired, counts
+
+
+def test_a_process_that_dies_while_it_boots_rolls_back_at_once(baseline, crashed_boot):
+    before, victim, output, rc, fired, counts = crashed_boot
+    host = baseline[W]
+    assert fired and victim, output[-3000:]
+    assert rc != 0
+    text = " ".join(output.split())
+    assert (f"Deploy of shop 1.6.0 failed on {W}: 1.6.0 failed after the switch (its processes did not become ready: "
+            f"process {victim[0]} exited while it booted.") in text, text[-3000:]
+    assert f"Rolled back automatically: now serving {before} (healthy)." in text, text[-3000:]
+    # The old process served throughout: no failed request, and 1.6.0 never answered.
+    assert counts[W]["ok"] > 0 and counts[W]["failed"] == 0, counts
+    assert set(counts[W]["versions"]) == {before}, counts
+    assert serving(host, "shop.test") == before and link(host, "shop", "current") == before
+    assert len(masters(host, "shop")) == 1

@@ -66,6 +66,14 @@ CASES = [
     ("smoke path without a leading /", DEPLOY, "smoke_paths=healthz", {},
      'app webxample: smoke_paths must be a list of {path, status}, each path starting with / and each status an '
      'HTTP status such as 200 (got [{"path": "healthz", "status": 200}])'),
+    # Readiness: deploys wait until the new processes are ready (gunicorn hooks webdeploy
+    # passes with --config), not a fixed warm-up.
+    ("reload_warmup, a removed field", DEPLOY, "reload_warmup=5", {},
+     "app webxample: reload_warmup is no longer used: a deploy waits until the new processes are ready, "
+     "at most canary_timeout seconds; remove it"),
+    ("gunicorn --config in gunicorn_args", SITE, "gunicorn_args=--config", {},
+     "app webxample: gunicorn_args must not give --config: webdeploy passes its own settings file (the readiness "
+     "hooks); give gunicorn settings as arguments instead"),
     ("webapp_apps entry not a mapping", SITE, "malformed", {},
      "Elements value for option 'webapp_apps' is of type str and we were unable to convert to dict"),
     ("server name with a space", SITE, "server_names=bad name.test", {},
@@ -96,6 +104,10 @@ def extra_vars(scenario_dir, spec):
     if spec == "smoke_paths=healthz":
         return {"app_name": V, "app_version": "1.0.0",
                 "webapp_apps": with_first_app(scenario_dir, smoke_paths=[{"path": "healthz", "status": 200}])}
+    if spec == "reload_warmup=5":
+        return {"app_name": V, "app_version": "1.0.0", "webapp_apps": with_first_app(scenario_dir, reload_warmup=5)}
+    if spec == "gunicorn_args=--config":
+        return {"webapp_apps": with_first_app(scenario_dir, gunicorn_args=["--config", "/etc/gunicorn.py"])}
     if spec == "malformed":
         return {"webapp_apps": ["webxample", *scenario_apps(scenario_dir)[1:]]}
     if spec == "server_names=bad name.test":

@@ -1,5 +1,5 @@
 #!/usr/bin/python
-"""Ansible module of the release role: probe, or stop, a canary of a new release."""
+"""Ansible module of the release role: probe a release (its canary's socket, or the app's), or stop a canary."""
 
 import http.client
 import json
@@ -8,6 +8,7 @@ import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.release_output import last_lines
 
 DOCUMENTATION = r"""
 module: release_canary
@@ -20,6 +21,8 @@ description:
     headers nginx sends. Only "not answering yet" is waited for; a wrong answer, or a canary that
     exited, ends the probe at once.
   - C(state=absent) stops the canary's unit (all its processes) if it runs.
+  - Without O(unit), the same probe asks the app's own socket after the switch (and before a deploy of
+    the version that is already current); "not answering yet" is then waited for until O(timeout).
   - The module never fails on a bad canary; it returns C(passed) and C(reason) for the role's message.
 options:
   state:
@@ -28,9 +31,9 @@ options:
     choices: [probed, absent]
     default: probed
   unit:
-    description: The canary's systemd unit.
+    description: The canary's systemd unit (required with state=absent; with state=probed, a canary whose
+      unit has stopped is not waited for).
     type: str
-    required: true
   socket:
     description: The canary's Unix socket (state=probed).
     type: path
@@ -128,18 +131,6 @@ def start_of(body):
     return " ".join(body.split())[:200]
 
 
-def last_lines(path, count=5):
-    """The last non-empty lines of a file, ' / '-joined; '' when it is missing or empty."""
-    try:
-        with open(path, "rb") as stream:
-            stream.seek(0, 2)
-            stream.seek(max(0, stream.tell() - 16384))
-            text = stream.read().decode("utf-8", "replace")
-    except (OSError, TypeError):
-        return ""
-    return " / ".join([line.strip() for line in text.splitlines() if line.strip()][-count:])
-
-
 def health_version(body):
     try:
         data = json.loads(body)
@@ -194,7 +185,7 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "state": {"type": "str", "choices": ["probed", "absent"], "default": "probed"},
-            "unit": {"type": "str", "required": True},
+            "unit": {"type": "str"},
             "socket": {"type": "path"},
             "host": {"type": "str"},
             "scheme": {"type": "str", "default": "http"},
@@ -204,7 +195,7 @@ def main():
             "timeout": {"type": "int", "default": 30},
             "output_file": {"type": "path"},
         },
-        required_if=[("state", "probed", ("socket", "host", "version"))],
+        required_if=[("state", "probed", ("socket", "host", "version")), ("state", "absent", ("unit",))],
         supports_check_mode=True,
     )
     p = module.params
@@ -216,9 +207,10 @@ def main():
         module.exit_json(changed=was in RUNNING, was=was)
 
     started = time.monotonic()
+    running = (lambda: unit_state(p["unit"]) in RUNNING) if p["unit"] else (lambda: True)
     passed, reason, checked = probe(p["socket"], p["host"], p["scheme"], p["health_path"], p["version"],
-                                    p["smoke_paths"], p["timeout"], lambda: unit_state(p["unit"]) in RUNNING)
-    if not passed:
+                                    p["smoke_paths"], p["timeout"], running)
+    if not passed and p["output_file"]:
         said = last_lines(p["output_file"])
         reason += f". The canary's last lines of output: {said}" if said else ". The canary wrote nothing"
     module.exit_json(changed=False, passed=passed, reason=reason, checked=checked,

@@ -1,0 +1,58 @@
+# gunicorn settings file that every app's gunicorn loads (--config): readiness markers.
+# Installed by the Ansible role webapp; changes here are overwritten.
+#
+# A worker is ready once it has loaded the app and is about to accept connections; the
+# release role's rollout replaces the old processes only when every worker of the new
+# ones is ready (roles/release/library/release_rollout.py). gunicorn itself tells nobody:
+# its master's "ready" comes before any worker exists. Each ready worker leaves a file
+# <master pid>.<worker pid> in $WEBDEPLOY_READY_DIR; the master removes it when the
+# worker exits, and its own ones when it stops. A marker left by a killed master names
+# pids that no longer run, which the rollout ignores.
+#
+# Only hooks live here: every other setting comes from the command line (gunicorn_args),
+# which wins over this file. A marker that cannot be written is logged, never fatal: the
+# worker serves, and the deploy, not seeing it ready, rolls back with the reason.
+import os
+
+_ready_dir = os.environ.get("WEBDEPLOY_READY_DIR", "")
+
+
+def _marker(master, worker):
+    return os.path.join(_ready_dir, f"{master}.{worker}")
+
+
+def post_worker_init(worker):
+    # In the worker: the app is loaded; the accept loop starts when this returns.
+    if not _ready_dir:
+        return
+    try:
+        with open(_marker(worker.ppid, worker.pid), "w", encoding="ascii"):
+            pass
+    except OSError as error:
+        worker.log.warning("webdeploy: cannot mark this worker ready: %s", error)
+
+
+def _forget(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def child_exit(server, worker):
+    # In the master, once a worker has exited.
+    if _ready_dir:
+        _forget(_marker(server.pid, worker.pid))
+
+
+def on_exit(server):
+    # In the master, as it stops.
+    if not _ready_dir:
+        return
+    try:
+        names = os.listdir(_ready_dir)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(f"{server.pid}."):
+            _forget(os.path.join(_ready_dir, name))
