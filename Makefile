@@ -41,7 +41,7 @@ demo: export ANSIBLE_VAULT_IDENTITY_LIST := sandbox@$(CURDIR)/tests/sandbox/vaul
 demo: bootstrap
 	ansible-playbook -i $(SANDBOX) tests/sandbox/create.yml
 	ansible-playbook -i $(SANDBOX) site.yml
-	ansible-playbook -i $(SANDBOX) playbooks/release.yml -e release_source=examples/webxample -e release_skip_existing=true
+	ansible-playbook -i $(SANDBOX) playbooks/publish.yml -e publish_source=examples/webxample -e publish_skip_existing=true
 	ansible-playbook -i $(SANDBOX) deploy.yml -e app_version=$(DEMO_VERSION)
 	@scripts/sandbox-info $(SANDBOX)
 

@@ -27,7 +27,9 @@ def hostvars(inventory, names):
     """{name: variables} as ansible-inventory resolves them. Only sandbox hosts (created
     by tests/sandbox/create.yml, which sets sandbox_image): the benchmarks delete
     releases, restart apps and skip SSH host key checks, which no real host should get."""
-    out = subprocess.run(["ansible-inventory", "-i", inventory, "--list"],
+    # --playbook-dir: the variables of group_vars/ beside the playbooks too (the shared
+    # paths, group_vars/all/paths.yml), as a playbook run sees them.
+    out = subprocess.run(["ansible-inventory", "-i", inventory, "--playbook-dir", str(ROOT), "--list"],
                          check=True, capture_output=True, text=True, cwd=ROOT).stdout
     hv = json.loads(out)["_meta"]["hostvars"]
     missing = [n for n in names if n not in hv]
@@ -70,8 +72,7 @@ class Host:
         # The release role's tools and its "release complete" marker, for the scripts
         # that do its work without it (bench/floor-deploy, the resets).
         self.python = role_setting(hv, "release", "release_python")
-        self.uv = role_setting(hv, "release", "release_uv")
-        self.circusctl = role_setting(hv, "release", "release_circusctl")
+        self.uv, self.circusctl = hv["webdeploy_uv"], hv["webdeploy_circusctl"]
         self.marker = role_setting(hv, "release", "__release_marker")
 
     def run(self, command, **kw):

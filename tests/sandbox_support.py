@@ -6,14 +6,16 @@ against the scenario's own inventory, the same way Molecule does.
 
 import json
 import os
-import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import NamedTuple
+
+from ansible_runner.interface import init_command_config
 
 PROJECT = Path(__file__).resolve().parent.parent
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 def playbook_command(scenario_dir, playbook, *args, extra_vars=None, env=None):
@@ -34,13 +36,30 @@ def playbook_command(scenario_dir, playbook, *args, extra_vars=None, env=None):
 
 
 def run_playbook(scenario_dir, playbook, *args, extra_vars=None, env=None):
-    """Run a playbook (see playbook_command) and wait for it.
-
-    Returns the CompletedProcess with stdout and stderr merged into .stdout.
-    """
+    """Run a playbook (see playbook_command) and wait for it; a PlaybookRun."""
     cmd, env = playbook_command(scenario_dir, playbook, *args, extra_vars=extra_vars, env=env)
-    return subprocess.run(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=900, check=False)
+    return run_ansible_playbook(cmd, env)
+
+
+class PlaybookRun(NamedTuple):
+    """A finished ansible-playbook run: its exit status, its output (stdout and stderr
+    merged, as a terminal shows them), and ansible-runner's record of it: the events, and
+    the stats of the play recap ({'ok': {host: n}, 'changed': ..., 'failures': ...,
+    'dark': (unreachable) ...}; None when no play ran)."""
+    returncode: int
+    stdout: str
+    stats: dict | None
+    events: list
+
+
+def run_ansible_playbook(cmd, env, cwd=PROJECT, timeout=900):
+    """Run an ansible-playbook command line through ansible-runner, which records the
+    events and the stats with its own callback, beside the configured output."""
+    with tempfile.TemporaryDirectory(prefix="webdeploy-run-") as private:
+        runner = init_command_config(cmd[0], cmdline_args=cmd[1:], envvars=env, host_cwd=str(cwd),
+                                     private_data_dir=private, quiet=True, timeout=timeout)
+        runner.run()
+        return PlaybookRun(runner.rc, runner.stdout.read(), runner.stats, list(runner.events))
 
 
 def apply_role(scenario_dir, role, role_vars, *args):
@@ -50,14 +69,17 @@ def apply_role(scenario_dir, role, role_vars, *args):
 
 
 def recap(result, hosts=()):
-    """{host: {'ok': n, 'changed': n, 'unreachable': n, 'failed': n}} from a play recap.
+    """{host: {'ok': n, 'changed': n, 'unreachable': n, 'failed': n}}: the play recap of a
+    PlaybookRun, from ansible-runner's stats (every host the recap names).
 
-    Fails when the output has no recap, or when the recap leaves out one of `hosts`: a
+    Fails when the run has no recap, or when the recap leaves out one of `hosts`: a
     check over the hosts of an empty recap would pass on nothing.
     """
-    found = {m[0]: dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m[1:])))
-             for m in RECAP.findall(result.stdout)}
-    assert found, f"no PLAY RECAP in the output:\n{result.stdout[-3000:]}"
+    stats = result.stats
+    assert stats, f"no PLAY RECAP in the output:\n{result.stdout[-3000:]}"
+    keys = {"ok": "ok", "changed": "changed", "unreachable": "dark", "failed": "failures"}
+    names = set().union(*(stats.get(k) or {} for k in ("processed", *keys.values())))
+    found = {h: {mine: (stats.get(theirs) or {}).get(h, 0) for mine, theirs in keys.items()} for h in names}
     missing = sorted(set(hosts) - found.keys())
     assert not missing, f"the PLAY RECAP leaves out {missing}:\n{result.stdout[-3000:]}"
     return found

@@ -45,6 +45,16 @@ def test_playbook_dir_group_vars_is_the_top_level_group_vars():
     assert (PROJECT / "playbooks/group_vars").resolve() == (PROJECT / "group_vars").resolve()
 
 
+# Ansible reads playbook group_vars beside the playbook it was started with; the roles read
+# the shared paths (group_vars/all/paths.yml) from there, so every directory whose
+# playbooks run the roles links to the top-level group_vars.
+@pytest.mark.parametrize("directory", ["playbooks", "tests/playbooks",
+                                       *sorted(str(p.parent.relative_to(PROJECT))
+                                               for p in PROJECT.glob("molecule/*/converge.yml"))])
+def test_directories_of_playbooks_that_run_roles_see_the_shared_paths(directory):
+    assert (PROJECT / directory / "group_vars").resolve() == (PROJECT / "group_vars").resolve()
+
+
 @pytest.mark.parametrize("env", INVENTORIES)
 def test_cross_environment_defaults_reach_every_host_of_every_inventory(env):
     defaults = {}
@@ -144,11 +154,11 @@ def test_sandbox_hosts_have_unique_names_and_ports():
                 seen_ports[port] = host
 
 
-def test_sandbox_release_index_urls_use_a_published_port():
+def test_sandbox_publish_index_urls_use_a_published_port():
     # release.yml reaches a sandbox index from the controller through a published port.
     for inv in SANDBOX_INVENTORIES:
         for host, hvars in sandbox_hostvars(inv).items():
-            if "release_index_url" in hvars:
-                match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/?", hvars["release_index_url"])
-                assert match, f"{host} ({inv}): release_index_url must be http://127.0.0.1:<published port>"
+            if "publish_index_url" in hvars:
+                match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/?", hvars["publish_index_url"])
+                assert match, f"{host} ({inv}): publish_index_url must be http://127.0.0.1:<published port>"
                 assert int(match[1]) in loopback_ports(host, hvars)[1:], f"{host} ({inv}) does not publish {match[1]}"

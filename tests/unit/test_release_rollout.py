@@ -204,6 +204,25 @@ def test_a_failed_release_is_stopped_first_and_replaced_before_the_old_ones_go(m
     assert (result["old"], result["new"], host.watcher) == ([101, 102], [301, 302], [301, 302])
 
 
+def test_a_release_that_failed_its_check_after_the_switch_is_stopped_before_the_old_one_boots(monkeypatch):
+    # After the check of a release that served alone (its rollout was ready, the old
+    # processes gone): 201, 202 are all there is. They stop first; requests wait in the
+    # socket's queue until `current`'s (the old release) are ready, rather than get errors.
+    host = Host([201, 202], numprocesses=2, program=OLD + PYTHON)
+    host.next_pid = 300
+
+    def term(h):
+        for pid in (201, 202):
+            h.exit(pid)
+
+    circus = host.patch(monkeypatch, at={0.2: term, 1.5: lambda h: (h.ready(301, 401, 402), h.ready(302, 403, 404))})
+    result = rollout_module.rollout(params(release_dir=OLD, stop_first=[201, 202]), circus)
+    assert result["ready"] is True, result["reason"]
+    assert commands(host) == [("kill", 201, signal.SIGTERM), ("kill", 202, signal.SIGTERM),
+                              ("set", "numprocesses", "2")]
+    assert (result["old"], result["new"], host.watcher) == ([], [301, 302], [301, 302])
+
+
 def test_markers_of_masters_that_no_longer_run_are_removed_after_a_rollout(monkeypatch):
     host = Host([101])
     host.markers = {"77.78", "101.102"}  # 77: a master killed outright; 101: the old one, stopping now

@@ -9,10 +9,10 @@ would show as the host being unreachable instead.
 """
 
 import importlib.util
-import subprocess
+import os
 
 import pytest
-from sandbox_support import ANSIBLE_PLAYBOOK, PROJECT, recap
+from sandbox_support import ANSIBLE_PLAYBOOK, PROJECT, recap, run_ansible_playbook
 
 _spec = importlib.util.spec_from_file_location("versions", PROJECT / "plugins/filter/versions.py")
 versions = importlib.util.module_from_spec(_spec)
@@ -67,9 +67,8 @@ web:
 
 def run(tmp_path, playbook, *extra):
     (tmp_path / "hosts.yml").write_text(INVENTORY)
-    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(tmp_path / "hosts.yml"), str(PROJECT / playbook), *extra],
-                          cwd=PROJECT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
-                          check=False)
+    return run_ansible_playbook([str(ANSIBLE_PLAYBOOK), "-i", str(tmp_path / "hosts.yml"), str(PROJECT / playbook),
+                                 *extra], dict(os.environ), timeout=120)
 
 
 @pytest.mark.parametrize(("playbook", "how"), [

@@ -20,7 +20,7 @@ from tests.support import APP_DIR, app_env, run
 
 pytestmark = pytest.mark.releases
 
-VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.6.0"]
+VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.6.0", "1.7.0"]
 # The repository's toolchain venv has `build`; WEBXAMPLE_BUILD_PYTHON picks another.
 BUILD_PYTHON = os.environ.get("WEBXAMPLE_BUILD_PYTHON", str(APP_DIR.parents[1] / ".venv/bin/python"))
 STYLE = APP_DIR / "src/webxample/static/webxample/style.css"
@@ -235,6 +235,27 @@ def test_1_6_0_boots_slowly_and_then_serves(release, tmp_path):
         status, body = http.get("/healthz")
         assert (status, json.loads(body)) == (200, {"version": "1.6.0", "database": "ok"})
         assert http.get("/")[0] == 200
+
+
+def test_1_7_0_passes_a_few_requests_then_each_worker_answers_500(release, tmp_path):
+    env = deploy_env(tmp_path, "1.7.0")
+    release.install("1.7.0")
+    release.run("webxample", "check", env=env)
+    release.run("webxample", "migrate", "--noinput", env=env)
+    release.run("webxample", "collectstatic", "--noinput", env=env)
+    log = tmp_path / "gunicorn.log"
+    # One worker, as the deploy's canary runs it: every request reaches the same process.
+    with release.serve(env, log, "--workers", "1") as http:
+        # What the canary asks (health path, smoke path /), and more, up to 20 requests.
+        status, body = http.get("/healthz")
+        assert (status, json.loads(body)) == (200, {"version": "1.7.0", "database": "ok"})
+        for _ in range(19):
+            status, page = http.get("/")
+            assert status == 200 and "Version <strong>1.7.0</strong>" in page
+        # The 21st request and every one after: 500, on both paths.
+        assert [http.get(path)[0] for path in ("/", "/healthz", "/", "/healthz")] == [500] * 4
+    assert "WornOut: worker" in log.read_text()
+    assert "served 20 requests and fails from then on (request 21)" in log.read_text()
 
 
 def test_gunicorn_workers_mark_themselves_ready_with_webdeploys_hooks(release, tmp_path):

@@ -1,9 +1,9 @@
-"""Behaviour of the `devpi` role (../converge.yml) and of playbooks/release.yml.
+"""Behaviour of the `devpi` role (../converge.yml) and of playbooks/publish.yml.
 
 Each host runs its own devpi: the host itself installs from it by its network name
 (http://<host>:3141/, as web hosts will), the controller reaches it on the loopback port
-published for it (release_index_url, 127.0.0.1:2263/2264) to upload with twine and to
-run release.yml. Wheels are built here from the tiny package in ../files/hello-devpi,
+published for it (publish_index_url, 127.0.0.1:2263/2264) to upload with twine and to
+run publish.yml. Wheels are built here from the tiny package in ../files/hello-devpi,
 with versions unique to this run, since the private index keeps every upload for good.
 """
 
@@ -26,8 +26,8 @@ from sandbox_support import PROJECT, apply_role, assert_check_mode_clean, check_
 
 SCENARIO = Path(__file__).resolve().parent.parent
 FILES = SCENARIO / "files"
-# The first host of the `index` group: release.yml's default index. Host-independent
-# checks (release.yml, creating another account) run against it only.
+# The first host of the `index` group: publish.yml's default index. Host-independent
+# checks (publish.yml, creating another account) run against it only.
 FIRST = "devpi-debian12"
 INDEX_HOSTS = sorted(yaml.safe_load((SCENARIO / "inventory/hosts.yml").read_text(encoding="utf-8"))["all"]["children"]["index"]["hosts"])
 RUN = str(int(time.time()))
@@ -55,7 +55,7 @@ def settings(host):
 
 def api(hostvars, path, method="GET", data=None, auth=None):
     """(status, json) of a devpi API call from the controller through the published port."""
-    request = urllib.request.Request(hostvars["release_index_url"] + path, method=method,
+    request = urllib.request.Request(hostvars["publish_index_url"] + path, method=method,
                                      data=None if data is None else json.dumps(data).encode(),
                                      headers={"Accept": "application/json", "Content-Type": "application/json"})
     if auth:
@@ -118,7 +118,7 @@ def twine_upload(hostvars, wheel_path):
     """Upload a wheel to acme/prod from the controller, as the release playbook does."""
     return subprocess.run(
         [sys.executable, "-m", "twine", "--no-color", "upload", "--non-interactive", "--disable-progress-bar",
-         "--repository-url", hostvars["release_index_url"] + "/acme/prod/", "--username", "acme", str(wheel_path)],
+         "--repository-url", hostvars["publish_index_url"] + "/acme/prod/", "--username", "acme", str(wheel_path)],
         env={"PATH": "/usr/bin:/bin", "TWINE_PASSWORD": hostvars["devpi_upload_password"]},
         capture_output=True, text=True, timeout=300, check=False)
 
@@ -207,69 +207,77 @@ def fixture_first():
     return testinfra.get_host(f"ansible://{FIRST}", ansible_inventory=str(SCENARIO / "inventory"))
 
 
-def release(scenario_dir, *args):
-    """release.yml against the scenario's inventory: its default index is FIRST's."""
-    return run_playbook(scenario_dir, PROJECT / "playbooks/release.yml", *args)
+def publish(scenario_dir, *args):
+    """publish.yml against the scenario's inventory: its default index is FIRST's."""
+    return run_playbook(scenario_dir, PROJECT / "playbooks/publish.yml", *args)
 
 
-def test_release_playbook_uploads_then_refuses_an_existing_version(first, scenario_dir, wheel, tmp_path):
+def test_publish_playbook_uploads_then_refuses_an_existing_version(first, scenario_dir, wheel, tmp_path):
     hostvars = settings(first)
     source = make_source(tmp_path / "app", V2)
-    uploaded = release(scenario_dir, "-e", f"release_source={source}", "-vvv")
+    uploaded = publish(scenario_dir, "-e", f"publish_source={source}", "-vvv")
     assert uploaded.returncode == 0, uploaded.stdout[-4000:]
     assert recap(uploaded, ["localhost"])["localhost"]["changed"] == 1  # the upload
-    assert f"Released hello-devpi {V2} to acme/prod at {hostvars['release_index_url']}" in " ".join(uploaded.stdout.split())
+    assert f"Released hello-devpi {V2} to acme/prod at {hostvars['publish_index_url']}" in " ".join(uploaded.stdout.split())
     files = private_versions(hostvars)[V2]["+links"]
     assert [link["href"].rsplit("/", 1)[1] for link in files] == [f"hello_devpi-{V2}-py3-none-any.whl"]
 
-    again = release(scenario_dir, "-e", f"release_wheel={wheel(V2, 'rebuilt')}", "-vvv")
+    again = publish(scenario_dir, "-e", f"publish_wheel={wheel(V2, 'rebuilt')}", "-vvv")
     assert again.returncode != 0
     message = " ".join(again.stdout.split())
-    assert (f"hello-devpi {V2} is already on acme/prod ({hostvars['release_index_url']}): a released version is "
+    assert (f"hello-devpi {V2} is already on acme/prod ({hostvars['publish_index_url']}): a released version is "
             "never overwritten. Give the new release a new version number and build it again. "
             "Nothing was uploaded.") in message, again.stdout[-3000:]
     assert "TASK [Upload the wheel with twine]" not in again.stdout
     assert private_versions(hostvars)[V2]["+links"] == files
-    # `make demo` runs it again and again: with release_skip_existing, not an error.
-    skipped = release(scenario_dir, "-e", f"release_source={source}", "-e", "release_skip_existing=true")
+    # `make demo` runs it again and again: with publish_skip_existing, not an error.
+    skipped = publish(scenario_dir, "-e", f"publish_source={source}", "-e", "publish_skip_existing=true")
     assert skipped.returncode == 0, skipped.stdout[-4000:]
-    assert (f"hello-devpi {V2} is already on acme/prod ({hostvars['release_index_url']}); "
-            "release_skip_existing: nothing was uploaded.") in " ".join(skipped.stdout.split()), skipped.stdout[-3000:]
+    assert (f"hello-devpi {V2} is already on acme/prod ({hostvars['publish_index_url']}); "
+            "publish_skip_existing: nothing was uploaded.") in " ".join(skipped.stdout.split()), skipped.stdout[-3000:]
     assert recap(skipped, ["localhost"])["localhost"]["changed"] == 0
     assert "TASK [Upload the wheel with twine]" not in skipped.stdout
     assert private_versions(hostvars)[V2]["+links"] == files
     for output in (uploaded.stdout, again.stdout):
         assert hostvars["devpi_upload_password"] not in output
+    # The old name, kept for one release: says so, then does the same under the new names.
+    old = run_playbook(scenario_dir, PROJECT / "playbooks/release.yml",
+                       extra_vars={"release_source": str(source), "release_skip_existing": True})
+    assert old.returncode == 0, old.stdout[-4000:]
+    said = " ".join(old.stdout.split())
+    assert "DEPRECATED: playbooks/release.yml is now playbooks/publish.yml" in said, old.stdout[-3000:]
+    assert (f"hello-devpi {V2} is already on acme/prod ({hostvars['publish_index_url']}); "
+            "publish_skip_existing: nothing was uploaded.") in said, old.stdout[-3000:]
 
 
-def release_usage(source="", wheel="", skip_existing=False):
-    """release.yml's sentence for input it refuses, with the values it got."""
-    return ("Give exactly one of -e release_source=<project directory> (built with python -m build --wheel) or "
-            "-e release_wheel=<file>.whl (a wheel file named name-version-python-abi-platform.whl); "
-            f"got release_source={json.dumps(source)}, release_wheel={json.dumps(wheel)}; "
-            f"release_skip_existing is true or false (got {json.dumps(skip_existing)}). Nothing was uploaded.")
+def publish_usage(source="", wheel="", skip_existing=False):
+    """publish.yml's sentence for input it refuses, with the values it got."""
+    return ("Give exactly one of -e publish_source=<project directory> (built with python -m build --wheel) or "
+            "-e publish_wheel=<file>.whl (a wheel file named name-version-python-abi-platform.whl); "
+            f"got publish_source={json.dumps(source)}, publish_wheel={json.dumps(wheel)}; "
+            f"publish_skip_existing is true or false (got {json.dumps(skip_existing)}). Nothing was uploaded.")
 
 
-# Each message is the whole sentence release.yml prints for that input, compared with
+# Each message is the whole sentence publish.yml prints for that input, compared with
 # runs of whitespace made single spaces. A run that fails for any other reason does not
 # print it.
 @pytest.mark.parametrize(("extra_vars", "message"), [
-    ({}, release_usage()),
-    ({"release_source": "molecule/devpi/files/hello-devpi", "release_wheel": "x-1.0-py3-none-any.whl"},
-     release_usage(source="molecule/devpi/files/hello-devpi", wheel="x-1.0-py3-none-any.whl")),
-    ({"release_wheel": "/nonexistent/hello_devpi-1.0-py3-none-any.whl"},
-     "release_wheel /nonexistent/hello_devpi-1.0-py3-none-any.whl is not a file "
+    ({}, publish_usage()),
+    ({"publish_source": "molecule/devpi/files/hello-devpi", "publish_wheel": "x-1.0-py3-none-any.whl"},
+     publish_usage(source="molecule/devpi/files/hello-devpi", wheel="x-1.0-py3-none-any.whl")),
+    ({"publish_wheel": "/nonexistent/hello_devpi-1.0-py3-none-any.whl"},
+     "publish_wheel /nonexistent/hello_devpi-1.0-py3-none-any.whl is not a file "
      "(/nonexistent/hello_devpi-1.0-py3-none-any.whl). Nothing was uploaded."),
-    ({"release_source": "molecule/devpi", "release_index_host": "nohost"},
-     'The index host "nohost" must be a host of the inventory\'s `index` group (-e release_index_host=<host> picks '
-     "another one) with release_index_url (devpi's URL as this controller reaches it, e.g. "
-     'https://index.example.com; got "nothing") and devpi_upload_password (from Ansible Vault) set. '
-     "Nothing was uploaded."),
-    ({"release_source": "molecule/devpi", "release_skip_existing": "sometimes"},
-     release_usage(source="molecule/devpi", skip_existing="sometimes")),
+    ({"publish_source": "molecule/devpi", "publish_index_host": "nohost"},
+     'The index host "nohost" must be a host of the inventory\'s `index` group (-e publish_index_host=<host> picks '
+     "another one) with publish_index_url (devpi's URL as this controller reaches it, e.g. "
+     'https://index.example.com; got "nothing"), devpi_upload_user and devpi_index_name (the private index, '
+     'got "/") and devpi_upload_password (from Ansible Vault) set. Nothing was uploaded.'),
+    ({"publish_source": "molecule/devpi", "publish_skip_existing": "sometimes"},
+     publish_usage(source="molecule/devpi", skip_existing="sometimes")),
 ])
-def test_release_playbook_checks_its_input_first(scenario_dir, extra_vars, message):
-    result = run_playbook(scenario_dir, PROJECT / "playbooks/release.yml", extra_vars=extra_vars)
+def test_publish_playbook_checks_its_input_first(scenario_dir, extra_vars, message):
+    result = run_playbook(scenario_dir, PROJECT / "playbooks/publish.yml", extra_vars=extra_vars)
     assert result.returncode != 0, result.stdout[-3000:]
     assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
     summary = recap(result, ["localhost"])["localhost"]

@@ -139,7 +139,7 @@ def invalid_settings(index_url="", uv_version=UV_VERSION):
     """The role's sentence for settings it refuses, with the values it got."""
     return (f"python_index_url must be empty or an http(s) URL without spaces (got {json.dumps(index_url)}); "
             f"python_uv_version an exact version such as 0.13.9 (got {json.dumps(uv_version)}); "
-            "python_uv_venv and python_uv_link absolute paths.")
+            "python_uv_venv and webdeploy_uv absolute paths.")
 
 
 # Each message is the whole sentence the role (or Ansible's argument-spec check) prints

@@ -42,9 +42,9 @@ def fixture_wheels(tmp_path_factory):
 
 @pytest.fixture(name="released", scope="module")
 def fixture_released(scenario_dir, wheels):
-    results = {v: run_playbook(scenario_dir, PROJECT / "playbooks/release.yml", extra_vars={"release_wheel": str(w)})
+    results = {v: run_playbook(scenario_dir, PROJECT / "playbooks/publish.yml", extra_vars={"publish_wheel": str(w)})
                for v, w in wheels.items()}
-    again = run_playbook(scenario_dir, PROJECT / "playbooks/release.yml", extra_vars={"release_wheel": str(wheels["1.0.0"])})
+    again = run_playbook(scenario_dir, PROJECT / "playbooks/publish.yml", extra_vars={"publish_wheel": str(wheels["1.0.0"])})
     return results, again
 
 
@@ -302,7 +302,7 @@ def fixture_race(scenario_dir, web, slow):
             os.kill(winner.pid, signal.SIGCONT)
 
     with load(web, "shop.test") as counts:
-        winner_out, winner_rc, fired = deploy_with(scenario_dir, "1.1.0", "shop", "Write who holds the lock",
+        winner_out, winner_rc, fired = deploy_with(scenario_dir, "1.1.0", "shop", "Stop a canary left by a killed run",
                                                    run_the_second_deploy, timeline=timeline)
     record("fault: two deploys of the same app at once", counts)
     # A lock left by a run that was killed a moment ago on this controller: its process is gone.

@@ -1,0 +1,67 @@
+"""The release role's deploy lock (roles/release/library/release_lock.py), on a temporary
+directory: one holder at a time, the holder named to the loser, an existing lock broken
+only when asked, the holder file never half-written."""
+
+import json
+
+from release_modules import load, run_module
+
+lock_module = load("release_lock")
+ME = {"user": "alice", "controller": "ctl", "pid": "100", "version": "1.2.0", "since": "x", "epoch": 1000}
+OTHER = {"user": "bob", "controller": "ctl", "pid": "200", "version": "1.1.0", "since": "y", "epoch": 400}
+
+
+def lock(tmp_path, **args):
+    return run_module(lock_module, {"path": str(tmp_path / ".deploy.lock"), "holder": ME, **args})
+
+
+def test_a_free_lock_is_taken_and_names_its_holder(tmp_path):
+    got = lock(tmp_path)
+    assert (got["changed"], got["acquired"], got["broken"]) == (False, True, None)
+    assert json.loads((tmp_path / ".deploy.lock" / "holder.json").read_text()) == ME
+    assert sorted(p.name for p in (tmp_path / ".deploy.lock").iterdir()) == ["holder.json"]
+
+
+def test_a_held_lock_is_not_taken_and_the_holder_is_named(tmp_path):
+    (tmp_path / ".deploy.lock").mkdir()
+    (tmp_path / ".deploy.lock" / "holder.json").write_text(json.dumps(OTHER))
+    result = lock_module.take(str(tmp_path / ".deploy.lock"), ME, now=1000)
+    assert result == {"changed": False, "acquired": False, "holder": OTHER, "age": 600, "broken": None}
+    assert json.loads((tmp_path / ".deploy.lock" / "holder.json").read_text()) == OTHER
+
+
+def test_a_lock_that_names_nobody_is_held_all_the_same(tmp_path):
+    (tmp_path / ".deploy.lock").mkdir()  # a run killed between mkdir and writing its name
+    got = lock(tmp_path)
+    assert (got["acquired"], got["holder"], got["age"]) == (False, {}, None)
+
+
+def test_break_lock_removes_the_old_lock_and_takes_it(tmp_path):
+    (tmp_path / ".deploy.lock").mkdir()
+    (tmp_path / ".deploy.lock" / "holder.json").write_text(json.dumps(OTHER))
+    got = lock(tmp_path, break_lock=True)
+    assert (got["changed"], got["acquired"], got["broken"]) == (True, True, OTHER)
+    assert json.loads((tmp_path / ".deploy.lock" / "holder.json").read_text()) == ME
+
+
+def test_break_lock_without_a_lock_just_takes_it(tmp_path):
+    got = lock(tmp_path, break_lock=True)
+    assert (got["changed"], got["acquired"], got["broken"]) == (False, True, None)
+
+
+def test_state_absent_drops_the_lock_and_is_no_change(tmp_path):
+    lock(tmp_path)
+    got = lock(tmp_path, state="absent")
+    assert (got["changed"], (tmp_path / ".deploy.lock").exists()) == (False, False)
+    assert lock(tmp_path, state="absent")["changed"] is False  # already gone
+
+
+def test_of_two_runs_only_one_gets_the_lock(tmp_path):
+    first, second = lock(tmp_path), lock(tmp_path, holder=OTHER)
+    assert (first["acquired"], second["acquired"], second["holder"]) == (True, False, ME)
+
+
+def test_a_lock_that_cannot_be_made_fails_with_the_reason(tmp_path):
+    got = run_module(lock_module, {"path": str(tmp_path / "no" / "such" / ".deploy.lock"), "holder": ME})
+    assert got["failed"]
+    assert got["msg"] == f"Cannot take the deploy lock {tmp_path}/no/such/.deploy.lock: No such file or directory."
