@@ -80,6 +80,7 @@ def recap(result, hosts=()):
     keys = {"ok": "ok", "changed": "changed", "unreachable": "dark", "failed": "failures"}
     names = set().union(*(stats.get(k) or {} for k in ("processed", *keys.values())))
     found = {h: {mine: (stats.get(theirs) or {}).get(h, 0) for mine, theirs in keys.items()} for h in names}
+    assert found, f"the PLAY RECAP names no host:\n{result.stdout[-3000:]}"
     missing = sorted(set(hosts) - found.keys())
     assert not missing, f"the PLAY RECAP leaves out {missing}:\n{result.stdout[-3000:]}"
     return found

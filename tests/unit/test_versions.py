@@ -103,3 +103,10 @@ def test_the_quoted_version_passes_the_check(tmp_path):
     text = " ".join(result.stdout.split())
     assert "must be a string" not in text
     assert "No app to deploy: define it in webapp_apps for this host's inventory." in text, result.stdout[-3000:]
+
+
+def test_a_recap_that_names_no_host_is_refused():
+    from sandbox_support import PlaybookRun
+    empty = PlaybookRun(0, "", {"ok": {}, "changed": {}, "dark": {}, "failures": {}, "processed": {}}, [])
+    with pytest.raises(AssertionError, match="names no host"):
+        recap(empty)
