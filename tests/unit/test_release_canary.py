@@ -149,3 +149,72 @@ def test_the_last_lines_of_output(tmp_path):
     assert canary.last_lines(log, 3) == ("File x / ModuleNotFoundError: No module named 'feature_flags' / "
                                          "[ERROR] Worker failed to boot.")
     assert canary.last_lines(tmp_path / "missing.log") == ""
+
+
+class FakeModule:
+    """What tested() asks of AnsibleModule: run_command, recorded; `fails` makes the start fail."""
+
+    def __init__(self, fails=False):
+        self.ran, self.fails = [], fails
+
+    def run_command(self, argv, check_rc=False):
+        self.ran.append(argv)
+        if self.fails and argv[0] == "systemd-run":
+            return 1, "", "Failed to start transient service unit: Unit webdeploy-canary-app.service already exists.\n"
+        return 0, "", ""
+
+
+def params_of_tested(tmp_path, socket_path, **extra):
+    return {"command": ["systemd-run", "--unit=webdeploy-canary-app.service", "--", "gunicorn"],
+            "unit": "webdeploy-canary-app.service", "socket": socket_path, "host": "webxample.test",
+            "scheme": "http", "health_path": "/healthz", "version": "1.3.0", "smoke_paths": SMOKE, "timeout": 30,
+            "output_file": str(tmp_path / "out" / "app.log"), "hold": "", "hold_dir": str(tmp_path / "hold"), **extra}
+
+
+def test_tested_starts_the_canary_proves_it_and_stops_it(tmp_path, serve, monkeypatch):
+    path, seen = serve({"/healthz": healthy(), "/": (200, "<html>")})
+    states = iter(["active", "active"])  # running while asked, still running when stopped
+    monkeypatch.setattr(canary, "unit_state", lambda unit: next(states, "inactive"))
+    module = FakeModule()
+    passed, reason, checked = canary.tested(module, params_of_tested(tmp_path, path))
+    assert (passed, reason, checked) == (True, "", ["GET /healthz 200", "GET / 200"])
+    assert module.ran == [params_of_tested(tmp_path, path)["command"], ["systemctl", "stop", "webdeploy-canary-app.service"]]
+    assert oct((tmp_path / "out").stat().st_mode & 0o777) == "0o750"
+
+
+def test_tested_stops_the_canary_when_it_fails_too(tmp_path, serve, monkeypatch):
+    path, _ = serve({"/healthz": (503, "down")})
+    monkeypatch.setattr(canary, "unit_state", lambda unit: "active")
+    module = FakeModule()
+    passed, reason, _ = canary.tested(module, params_of_tested(tmp_path, path))
+    assert passed is False and reason.startswith("GET /healthz answered 503, expected 200 naming version 1.3.0")
+    assert module.ran[-1] == ["systemctl", "stop", "webdeploy-canary-app.service"]
+
+
+def test_a_canary_that_cannot_start_fails_with_what_systemd_said(tmp_path, monkeypatch):
+    monkeypatch.setattr(canary, "unit_state", lambda unit: "inactive")
+    module = FakeModule(fails=True)
+    passed, reason, checked = canary.tested(module, params_of_tested(tmp_path, str(tmp_path / "none.sock")))
+    assert (passed, checked) == (False, [])
+    assert reason == ("it did not start: Failed to start transient service unit: "
+                      "Unit webdeploy-canary-app.service already exists.")
+    assert len(module.ran) == 1  # nothing asked, nothing to stop
+
+
+def test_a_hold_at_canary_comes_after_the_start_and_before_any_question(tmp_path, serve, monkeypatch):
+    import threading
+    import time
+
+    path, seen = serve({"/healthz": healthy(), "/": (200, "<html>")})
+    monkeypatch.setattr(canary, "unit_state", lambda unit: "active")
+    module, done = FakeModule(), []
+    run = threading.Thread(target=lambda: done.append(canary.tested(module, params_of_tested(tmp_path, path, hold="canary"))))
+    run.start()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "hold" / "canary").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert module.ran == [params_of_tested(tmp_path, path)["command"]] and seen == []  # started, not asked
+    (tmp_path / "hold" / "canary").unlink()
+    run.join(10)
+    assert done[0][0] is True

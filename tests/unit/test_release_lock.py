@@ -65,3 +65,33 @@ def test_a_lock_that_cannot_be_made_fails_with_the_reason(tmp_path):
     got = run_module(lock_module, {"path": str(tmp_path / "no" / "such" / ".deploy.lock"), "holder": ME})
     assert got["failed"]
     assert got["msg"] == f"Cannot take the deploy lock {tmp_path}/no/such/.deploy.lock: No such file or directory."
+
+
+def test_once_taken_the_releases_are_read_again_under_the_lock(tmp_path):
+    for name, complete in (("1.0.0", True), ("1.1.0", False)):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+        if complete:
+            (tmp_path / "releases" / name / ".done").write_text("")
+    got = lock(tmp_path, releases=str(tmp_path / "releases"), marker=".done")
+    assert (got["acquired"], got["complete"], got["unfinished"]) == (True, ["1.0.0"], ["1.1.0"])
+    (tmp_path / ".deploy.lock" / "holder.json").write_text(json.dumps(OTHER))
+    refused = lock(tmp_path, releases=str(tmp_path / "releases"), marker=".done")
+    assert refused["acquired"] is False and "complete" not in refused  # not ours to read
+
+
+def test_a_hold_at_locked_waits_with_the_lock_taken(tmp_path):
+    import threading
+    import time
+
+    holds = tmp_path / "hold"
+    done = []
+    run = threading.Thread(target=lambda: done.append(lock(tmp_path, hold="locked", hold_dir=str(holds))))
+    run.start()
+    deadline = time.monotonic() + 10
+    while not (holds / "locked").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert (tmp_path / ".deploy.lock" / "holder.json").exists() and not done
+    (holds / "locked").unlink()
+    run.join(10)
+    assert done[0]["acquired"] is True

@@ -238,3 +238,33 @@ def test_a_stopped_watcher_is_started_and_waited_for(monkeypatch):
     assert result["ready"] is True
     assert commands(host) == [("start",)]
     assert (result["old"], result["new"]) == ([], [201, 202])
+
+
+def test_a_process_of_the_old_release_that_circus_lost_makes_the_rollout_fail_once_it_is_waited_for(monkeypatch):
+    # 150: a worker orphaned by an old master that died; Circus no longer knows it, and it
+    # would go on answering on the shared socket with the old code.
+    host = Host([101])
+    host.procs[150] = (1, OLD + PYTHON)
+    host.procs[160] = (1, "/usr/bin/python3")  # another program of the app's user: not a release
+    circus = host.patch(monkeypatch, at={1.0: lambda h: h.ready(201, 301)})
+    monkeypatch.setattr(rollout_module, "processes", lambda: sorted(host.procs))
+    monkeypatch.setattr(rollout_module, "owner", lambda pid: 1001 if pid in host.procs else None)
+    monkeypatch.setattr(rollout_module, "uid_of", lambda user: {"app": 1001}[user])
+    result = rollout_module.rollout(params(numprocesses=1, workers=1, user="app", strays_timeout=5), circus)
+    assert result["ready"] is False
+    assert result["strays"] == [f"150 {OLD}{PYTHON}"]
+    assert result["reason"] == (f"processes of another release still run 5 s after the reload"
+                                f" (pid and program: 150 {OLD}{PYTHON})")
+    assert 5 <= host.now < 5 + 2 * ONE_LOOK + 1
+
+
+def test_a_stray_that_ends_within_the_wait_does_not_fail_the_rollout(monkeypatch):
+    host = Host([101])
+    host.procs[150] = (1, OLD + PYTHON)
+    circus = host.patch(monkeypatch, at={1.0: lambda h: h.ready(201, 301), 3.0: lambda h: h.exit(150)})
+    monkeypatch.setattr(rollout_module, "processes", lambda: sorted(host.procs))
+    monkeypatch.setattr(rollout_module, "owner", lambda pid: 1001 if pid in host.procs else None)
+    monkeypatch.setattr(rollout_module, "uid_of", lambda user: 1001)
+    result = rollout_module.rollout(params(numprocesses=1, workers=1, user="app", strays_timeout=30), circus)
+    assert (result["ready"], result["strays"]) == (True, [])
+    assert host.now < 3 + 2 * ONE_LOOK

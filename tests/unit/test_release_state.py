@@ -143,3 +143,31 @@ def test_cleanup_refuses_to_keep_nothing(tmp_path):
     got = clean(tmp_path, home, 0, [], "")
     assert got["failed"] and got["msg"] == "keep must be 1 or more, got 0"
     assert on_disk(home) == ["1.0.0"]
+
+
+def test_cleanup_records_the_run_first_and_counts_it(tmp_path):
+    # The line of the deploy that just succeeded (1.2.0) is appended, then counted:
+    # 1.0.0 served longest ago and goes.
+    home = home_with(tmp_path, complete=["1.0.0", "1.1.0", "1.2.0"])
+    (home / "deploy.log").write_text(log(("1.0.0", "ok"), ("1.1.0", "ok")))
+    got = run_module(cleanup_module, {"releases": str(home / "releases"), "log": str(home / "deploy.log"), "keep": 2,
+                                      "protect": ["1.2.0", "1.1.0"],
+                                      "record": "2026-12-03T00:00:00Z\taction=deploy\tversion=1.2.0\tresult=ok"})
+    assert (got["changed"], got["kept"], got["removed"]) == (True, ["1.2.0", "1.1.0"], ["1.0.0"])
+    assert (home / "deploy.log").read_text().splitlines()[-1] == "2026-12-03T00:00:00Z\taction=deploy\tversion=1.2.0\tresult=ok"
+
+
+def test_cleanup_in_check_mode_records_nothing(tmp_path):
+    home = home_with(tmp_path, complete=["1.0.0"])
+    got = run_module(cleanup_module, {"releases": str(home / "releases"), "log": str(home / "deploy.log"), "keep": 2,
+                                      "protect": ["1.0.0"], "record": "x\tversion=1.0.0\tresult=ok"}, check_mode=True)
+    assert got["removed"] == [] and not (home / "deploy.log").exists()
+
+
+@pytest.mark.parametrize("active, running", [("active", True), ("deactivating", True), ("inactive", False),
+                                             ("failed", False)])
+def test_state_says_whether_a_canary_runs(tmp_path, monkeypatch, active, running):
+    home = home_with(tmp_path)
+    monkeypatch.setattr(state_module, "unit_state", lambda unit: active if unit == "webdeploy-canary-app.service" else "?")
+    assert read(home, canary_unit="webdeploy-canary-app.service")["canary_running"] is running
+    assert read(home)["canary_running"] is False  # no unit named: nothing asked

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 
@@ -117,31 +118,50 @@ def deploy_under_load(scenario_dir, hosts, version, case, app="webxample", playb
     return result, counts
 
 
-def deploy_with(scenario_dir, version, app, task, action, *args, delay=0.0, nth=1, timeline=None):
-    """Run a deploy and, `delay` s after the `nth` banner of a task whose name contains
-    `task` appears, do `action`: "kill" (SIGKILL ansible-playbook and its SSH clients) or
-    a callable, given the process, after which the deploy goes on. A list given as
-    `timeline` receives (time.monotonic() when it arrived, line) for each output line
-    (the output is unbuffered, so a line arrives as it is written).
-    Returns (output, returncode, fired)."""
+HOLD_DIR = "/run/webdeploy-hold"  # the release role's hold points (roles/release/README.md)
+
+
+def deploy_with(scenario_dir, version, app, hold, action, hosts, *args, timeline=None):
+    """Run a deploy stopped at the release role's hold point `hold` (-e release_fault_hold),
+    then do `action` there: "kill" (SIGKILL ansible-playbook and its SSH clients, then the
+    process holding on the host, as a crash at that step would) or a callable, given the
+    ansible-playbook process, after which the hold is let go and the deploy goes on. The
+    hold is watched for on each testinfra host of `hosts`; a later host reaching it (serial
+    rollout) is let go at once. A list given as `timeline` receives (time.monotonic() when
+    it arrived, line) for each output line. Returns (output, returncode, fired)."""
     cmd, env = playbook_command(scenario_dir, PROJECT / "deploy.yml", *args,
-                                extra_vars={"app_name": app, "app_version": version},
-                                env={"PYTHONUNBUFFERED": "1"})  # each banner as it comes
+                                extra_vars={"app_name": app, "app_version": version, "release_fault_hold": hold},
+                                env={"PYTHONUNBUFFERED": "1"})  # each line as it comes
     out, fired = [], False
+    path = f"{HOLD_DIR}/{hold}"
+    for host in hosts.values():
+        host.run(f"rm -f {path}")
     with subprocess.Popen(cmd, env=env, cwd=PROJECT, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, start_new_session=True) as proc:
-        for line in proc.stdout:
-            out.append(line)
-            if timeline is not None:
-                timeline.append((time.monotonic(), line))
-            if not fired and line.startswith("TASK [") and task in line:
-                nth -= 1
-            if not fired and nth == 0:
+        def read():
+            for line in proc.stdout:
+                out.append(line)
+                if timeline is not None:
+                    timeline.append((time.monotonic(), line))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        while proc.poll() is None:
+            for host in hosts.values():
+                pid = host.run(f"cat {path} 2>/dev/null").stdout.strip()
+                if not pid.isdigit():
+                    continue
+                if fired:
+                    host.run(f"rm -f {path}")  # the next host of a serial rollout: go on
+                    continue
                 fired = True
-                time.sleep(delay)
                 if action == "kill":
                     os.killpg(proc.pid, signal.SIGKILL)
+                    host.run(f"kill -KILL {pid}; rm -f {path}")
                     break
                 action(proc)
+                host.run(f"rm -f {path}")
+            time.sleep(0.3)
         proc.wait()
+        reader.join(30)
     return "".join(out), proc.returncode, fired

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import time
@@ -278,9 +277,9 @@ def test_a_slow_booting_release_replaces_the_old_one_only_once_booted(web, slow)
 # --- the deploy lock --------------------------------------------------------------
 
 # The loser must fail at once, naming the holder, not wait for the lock. To make "at once"
-# an ordering rather than a time: the winner's ansible-playbook is frozen (SIGSTOP) at the
-# banner that follows taking the lock, before its install step, and thawed only once the
-# second run has ended. A second run that waited for the lock would never end (run_playbook
+# an ordering rather than a time: the winner is held with the lock taken (the release
+# role's hold point "locked"), before its install step, and let go only once the second
+# run has ended. A second run that waited for the lock would never end (run_playbook
 # gives up after 900 s, failing the test); one that ended, refused, did so while the
 # winner's install step had not even begun on the host.
 INSTALL_DONE = "TASK [release : Run the checks and hooks before the switch]"  # the banner after install
@@ -292,18 +291,14 @@ def fixture_race(scenario_dir, web, slow):
     first_host = web[WEB[0]]
     second, timeline = {}, []
 
-    def run_the_second_deploy(winner):
-        os.kill(winner.pid, signal.SIGSTOP)
-        try:
-            second["lock_held"] = first_host.file(lock).exists
-            second["result"] = deploy(scenario_dir, "1.1.0", "shop")
-            second["ended"] = time.monotonic()
-        finally:
-            os.kill(winner.pid, signal.SIGCONT)
+    def run_the_second_deploy(_winner):
+        second["lock_held"] = first_host.file(lock).exists
+        second["result"] = deploy(scenario_dir, "1.1.0", "shop")
+        second["ended"] = time.monotonic()
 
     with load(web, "shop.test") as counts:
-        winner_out, winner_rc, fired = deploy_with(scenario_dir, "1.1.0", "shop", "Stop a canary left by a killed run",
-                                                   run_the_second_deploy, timeline=timeline)
+        winner_out, winner_rc, fired = deploy_with(scenario_dir, "1.1.0", "shop", "locked", run_the_second_deploy, web,
+                                                   timeline=timeline)
     record("fault: two deploys of the same app at once", counts)
     # A lock left by a run that was killed a moment ago on this controller: its process is gone.
     ghost = {"user": "ghost", "controller": socket.gethostname(), "pid": "999999", "version": "0.9",
@@ -326,7 +321,7 @@ def test_a_concurrent_deploy_fails_at_once_naming_the_holder(race):
     assert len(install_done) == len(WEB), winner_out[-3000:]
     assert second["ended"] < install_done[0]
     # Only the winner installed and switched: the loser never reached either.
-    for step in ("Install the app and its dependencies", "Rename the symlink into place"):
+    for step in ("Install the app and its dependencies", "Switch previous, then current to 1.1.0"):
         assert step in winner_out
         assert step not in loser.stdout
 

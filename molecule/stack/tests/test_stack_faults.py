@@ -73,7 +73,7 @@ def fixture_index_lost(scenario_dir, baseline, index):
 
     with load({W: host}) as counts:
         # The index is there when the deploy checks the version, gone when it installs.
-        midway = deploy_with(scenario_dir, "1.4.0", "webxample", "Create the release directory", stop_index, "--limit", W)
+        midway = deploy_with(scenario_dir, "1.4.0", "webxample", "venv", stop_index, {W: host}, "--limit", W)
         during = serving(host), link(host, "webxample", "current"), complete(host, "webxample")
         # Still gone: the next deploy stops at its check, before the lock or a directory.
         before = deploy(scenario_dir, "1.4.0", "webxample", "--limit", W)
@@ -114,17 +114,17 @@ def test_once_the_index_is_back_the_deploy_converges(baseline, index_lost):
 # --- ansible-playbook killed (SIGKILL) in the middle of a deploy -------------------
 
 KILL_POINTS = [
-    # (case, version deployed, banner of the task at which the run is killed, which one, delay)
-    ("after the venv was created", "1.4.0", "Install the app and its dependencies", 1, 0.0),
+    # (case, version deployed, the release role's hold point at which the run is killed)
+    ("after the venv was created", "1.4.0", "venv"),
     # One link renamed, the other not yet, whichever comes first: a rollback target must
     # never be lost (current moved on while previous still names the release before).
-    ("between the two symlink switches", "1.0.0", "Make a symlink to the release under a temporary name", 2, 0.0),
-    ("after the switch, before the reload", "1.4.0", "Start new processes, and stop", 1, 0.0),
+    ("between the two symlink switches", "1.0.0", "links"),
+    ("after the switch, before the reload", "1.4.0", "switched"),
     # New processes started next to the old ones (twice as many in the watcher), neither
     # stopped yet: the next deploy replaces them all with processes of `current`.
-    ("during the reload", "1.0.0", "Start new processes, and stop", 1, 1.5),
+    ("during the reload", "1.0.0", "rollout"),
     # The canary runs on (a transient systemd unit): the next run that takes the lock stops it.
-    ("during the canary", "1.4.0", "Ask the canary its health path", 1, 0.0),
+    ("during the canary", "1.4.0", "canary"),
 ]
 
 
@@ -132,10 +132,10 @@ KILL_POINTS = [
 def fixture_killed(scenario_dir, baseline, index_lost):
     host = baseline[W]
     outcomes = []
-    for case, version, task, nth, delay in KILL_POINTS:
+    for case, version, point in KILL_POINTS:
         before, previous = serving(host, "shop.test"), link(host, "shop", "previous")
         with load({W: host}, "shop.test") as counts:
-            output, _, fired = deploy_with(scenario_dir, version, "shop", task, "kill", "--limit", W, delay=delay, nth=nth)
+            output, _, fired = deploy_with(scenario_dir, version, "shop", point, "kill", {W: host}, "--limit", W)
             after_kill = serving(host, "shop.test"), complete(host, "shop")
             previous_after_kill = link(host, "shop", "previous")
             canary_after_kill = canary_left(host, "shop")

@@ -1,14 +1,16 @@
 #!/usr/bin/python
-"""Ansible module of the release role: probe a release (its canary's socket, or the app's), or stop a canary."""
+"""Ansible module of the release role: prove a release on a canary, probe the app's socket, or stop a canary."""
 
 import http.client
 import json
 import socket
-import subprocess
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.release_hold import hold
 from ansible.module_utils.release_output import last_lines
+from ansible.module_utils.release_units import RUNNING, unit_state
 
 DOCUMENTATION = r"""
 module: release_canary
@@ -20,16 +22,31 @@ description:
     asks the health path (200 naming O(version)) and each smoke path (its expected status) with the
     headers nginx sends. Only "not answering yet" is waited for; a wrong answer, or a canary that
     exited, ends the probe at once.
+  - C(state=tested) does it all in one round trip. It starts the canary with O(command), a
+    C(systemd-run) of unit O(unit), probes it as C(state=probed) does, and stops it whatever
+    happened. The directory of O(output_file) is created first, root's, mode 0750.
   - C(state=absent) stops the canary's unit (all its processes) if it runs.
   - Without O(unit), the same probe asks the app's own socket after the switch (and before a deploy of
     the version that is already current); "not answering yet" is then waited for until O(timeout).
   - The module never fails on a bad canary; it returns C(passed) and C(reason) for the role's message.
 options:
   state:
-    description: probed or absent.
+    description: tested, probed or absent.
     type: str
-    choices: [probed, absent]
+    choices: [tested, probed, absent]
     default: probed
+  command:
+    description: The command that starts the canary as the transient unit O(unit) (state=tested).
+    type: list
+    elements: str
+  hold:
+    description: Fault tests only (release_fault_hold). C(canary) holds once the canary has started.
+    type: str
+    default: ''
+  hold_dir:
+    description: Where a hold writes its file.
+    type: path
+    default: /run/webdeploy-hold
   unit:
     description: The canary's systemd unit (required with state=absent; with state=probed, a canary whose
       unit has stopped is not waited for).
@@ -68,7 +85,7 @@ options:
 
 RETURN = r"""
 passed:
-  description: Whether every check passed (state=probed).
+  description: Whether every check passed (state=tested or probed).
   type: bool
 reason:
   description: Why the canary failed, one sentence with the path, the status, the start of the body and the
@@ -85,8 +102,6 @@ was:
   type: str
 """
 
-# States in which the unit still has (or is about to have) processes.
-RUNNING = ("active", "activating", "deactivating", "reloading")
 # A canary that is still starting: its socket does not exist yet, or nothing accepts on it.
 NOT_YET = (FileNotFoundError, ConnectionRefusedError)
 
@@ -175,16 +190,27 @@ def probe(socket_path, host, scheme, health_path, version, smoke_paths, timeout,
     return True, "", checked
 
 
-def unit_state(unit):
-    result = subprocess.run(["systemctl", "show", "--property=ActiveState", "--value", unit],
-                            capture_output=True, text=True, check=False)
-    return result.stdout.strip() or "inactive"
+def tested(module, p):
+    """state=tested: start the canary, probe it, stop it; (passed, reason, checked)."""
+    os.makedirs(os.path.dirname(p["output_file"]), mode=0o750, exist_ok=True)
+    rc, out, err = module.run_command(p["command"])
+    if rc != 0:
+        return False, f"it did not start: {(err or out).strip()}", []
+    try:
+        hold("canary", p["hold"], p["hold_dir"])
+        return probe(p["socket"], p["host"], p["scheme"], p["health_path"], p["version"], p["smoke_paths"],
+                     p["timeout"], lambda: unit_state(p["unit"]) in RUNNING)
+    finally:
+        # KillMode=control-group: stopping the unit ends every process of the canary.
+        if unit_state(p["unit"]) in RUNNING:
+            module.run_command(["systemctl", "stop", p["unit"]], check_rc=True)
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
-            "state": {"type": "str", "choices": ["probed", "absent"], "default": "probed"},
+            "state": {"type": "str", "choices": ["tested", "probed", "absent"], "default": "probed"},
+            "command": {"type": "list", "elements": "str"},
             "unit": {"type": "str"},
             "socket": {"type": "path"},
             "host": {"type": "str"},
@@ -194,26 +220,33 @@ def main():
             "smoke_paths": {"type": "list", "elements": "dict", "default": []},
             "timeout": {"type": "int", "default": 30},
             "output_file": {"type": "path"},
+            "hold": {"type": "str", "default": ""},
+            "hold_dir": {"type": "path", "default": "/run/webdeploy-hold"},
         },
-        required_if=[("state", "probed", ("socket", "host", "version")), ("state", "absent", ("unit",))],
+        required_if=[("state", "probed", ("socket", "host", "version")), ("state", "absent", ("unit",)),
+                     ("state", "tested", ("command", "unit", "socket", "host", "version", "output_file"))],
         supports_check_mode=True,
     )
     p = module.params
     if p["state"] == "absent":
         was = unit_state(p["unit"])
         if was in RUNNING and not module.check_mode:
-            # KillMode=control-group: stopping the unit ends every process of the canary.
             module.run_command(["systemctl", "stop", p["unit"]], check_rc=True)
         module.exit_json(changed=was in RUNNING, was=was)
 
     started = time.monotonic()
-    running = (lambda: unit_state(p["unit"]) in RUNNING) if p["unit"] else (lambda: True)
-    passed, reason, checked = probe(p["socket"], p["host"], p["scheme"], p["health_path"], p["version"],
-                                    p["smoke_paths"], p["timeout"], running)
+    if p["state"] == "tested":
+        if module.check_mode:
+            module.exit_json(changed=False, passed=False, reason="check mode: nothing done", checked=[], seconds=0.0)
+        passed, reason, checked = tested(module, p)
+    else:
+        running = (lambda: unit_state(p["unit"]) in RUNNING) if p["unit"] else (lambda: True)
+        passed, reason, checked = probe(p["socket"], p["host"], p["scheme"], p["health_path"], p["version"],
+                                        p["smoke_paths"], p["timeout"], running)
     if not passed and p["output_file"]:
         said = last_lines(p["output_file"])
         reason += f". The canary's last lines of output: {said}" if said else ". The canary wrote nothing"
-    module.exit_json(changed=False, passed=passed, reason=reason, checked=checked,
+    module.exit_json(changed=p["state"] == "tested", passed=passed, reason=reason, checked=checked,
                      seconds=round(time.monotonic() - started, 2))
 
 

@@ -5,6 +5,7 @@ import os
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.release_tree import append_line
 
 DOCUMENTATION = r"""
 module: release_cleanup
@@ -16,6 +17,8 @@ description:
   - I(Most recently used) comes from the deploy log (O(log), one line per deploy or
     rollback, C(version=) and C(result=ok) fields), not from modification times, which lie
     after a rollback.
+  - O(record), if given, is appended to the log first: the line of the deploy or rollback
+    that just succeeded, which the choice then counts.
   - In check mode, reports what it would remove and removes nothing; with --diff, the
     releases before and after.
 options:
@@ -23,6 +26,7 @@ options:
   log: {description: The app's deploy log., type: path, required: true}
   keep: {description: How many releases to keep (at least the protected ones)., type: int, required: true}
   protect: {description: Versions kept whatever happens, in order of importance., type: list, elements: str, default: []}
+  record: {description: A line to append to O(log) first., type: str, default: ''}
 """
 
 RETURN = r"""
@@ -77,17 +81,20 @@ def main():
             "log": {"type": "path", "required": True},
             "keep": {"type": "int", "required": True},
             "protect": {"type": "list", "elements": "str", "default": []},
+            "record": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
     p = module.params
     if p["keep"] < 1:
         module.fail_json(msg=f"keep must be 1 or more, got {p['keep']}")
+    if p["record"] and not module.check_mode:
+        append_line(p["log"], p["record"])
     kept, removed = plan(p["releases"], p["log"], p["keep"], p["protect"])
     if not module.check_mode:
         for name in removed:
             shutil.rmtree(os.path.join(p["releases"], name))
-    result = {"changed": bool(removed), "kept": kept, "removed": removed}
+    result = {"changed": bool(removed or p["record"]), "kept": kept, "removed": removed}
     if module._diff:
         result["diff"] = {"before": "\n".join(sorted(kept + removed)) + "\n", "after": "\n".join(sorted(kept)) + "\n",
                           "before_header": p["releases"], "after_header": p["releases"]}

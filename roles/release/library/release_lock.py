@@ -7,6 +7,8 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.release_hold import hold
+from ansible.module_utils.release_tree import releases
 
 DOCUMENTATION = r"""
 module: release_lock
@@ -20,6 +22,8 @@ description:
     a run killed between the two steps) and its age; the caller decides whether it is
     stale and says so. With O(break_lock), an existing lock is removed first (C(changed),
     the removed holder in C(broken)) and taken.
+  - Once the lock is taken, the app's releases are read again under it (O(releases),
+    O(marker)): another run may have finished or left one since the caller last looked.
   - O(state=absent) removes the lock (the end of a run).
   - The lock lives as long as a run: taking and dropping it is no change.
 options:
@@ -27,6 +31,10 @@ options:
   holder: {description: Who takes the lock (user, controller, pid, version, since, epoch)., type: dict, default: {}}
   break_lock: {description: Remove an existing lock first., type: bool, default: false}
   state: {description: C(present) takes the lock; C(absent) drops it., type: str, choices: [present, absent], default: present}
+  releases: {description: The app's releases directory, read once the lock is taken., type: path}
+  marker: {description: File name that marks a complete release., type: str, default: .complete}
+  hold: {description: Fault tests only (release_fault_hold). C(locked) holds once the lock is taken., type: str, default: ''}
+  hold_dir: {description: Where a hold writes its file., type: path, default: /run/webdeploy-hold}
 """
 
 RETURN = r"""
@@ -34,6 +42,8 @@ acquired: {description: Whether this run holds the lock now., type: bool}
 holder: {description: When not acquired, who holds it (empty when the lock names nobody)., type: dict}
 age: {description: When not acquired, seconds since the holder took it (from its epoch); null if unknown., type: int}
 broken: {description: With break_lock, the holder of the lock removed (null if there was none)., type: dict}
+complete: {description: When acquired, the complete releases (with O(releases))., type: list}
+unfinished: {description: When acquired, the other directories under O(releases)., type: list}
 """
 
 HOLDER = "holder.json"
@@ -87,6 +97,10 @@ def main():
             "holder": {"type": "dict", "default": {}},
             "break_lock": {"type": "bool", "default": False},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "releases": {"type": "path"},
+            "marker": {"type": "str", "default": ".complete"},
+            "hold": {"type": "str", "default": ""},
+            "hold_dir": {"type": "path", "default": "/run/webdeploy-hold"},
         },
         supports_check_mode=False,
     )
@@ -95,9 +109,14 @@ def main():
         shutil.rmtree(p["path"], ignore_errors=True)
         module.exit_json(changed=False, acquired=False, holder={}, age=None, broken=None)
     try:
-        module.exit_json(**take(p["path"], p["holder"], p["break_lock"]))
+        result = take(p["path"], p["holder"], p["break_lock"])
     except OSError as e:
         module.fail_json(msg=f"Cannot take the deploy lock {p['path']}: {e.strerror}.")
+    if result["acquired"]:
+        if p["releases"]:
+            result["complete"], result["unfinished"] = releases(p["releases"], p["marker"])
+        hold("locked", p["hold"], p["hold_dir"])
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

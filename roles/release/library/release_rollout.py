@@ -2,10 +2,12 @@
 """Ansible module of the release role: replace an app's processes, new ones ready first."""
 
 import os
+import pwd
 import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.release_hold import hold
 from ansible.module_utils.release_output import last_lines
 
 DOCUMENTATION = r"""
@@ -26,6 +28,11 @@ description:
     seconds, end the rollout at once with C(ready=false) and the reason; the old processes
     then still run, and the new ones too: the caller switches C(current) back and calls
     the module again with them in O(stop_first).
+  - Then no process of another release may outlive the rollout: on the shared socket it would
+    go on answering with the old code. Circus waits for the masters it stops, but not for a
+    process it lost track of (a worker orphaned by a master that died). Processes of O(user)
+    whose program lies under another release (the venv's python names its release) are
+    waited for up to O(strays_timeout) seconds; any left make C(ready=false).
   - The module never fails on a bad release; it fails only when Circus cannot be asked.
 options:
   name: {description: The watcher (the app's name)., type: str, required: true}
@@ -38,6 +45,10 @@ options:
   stop_timeout: {description: Seconds the old processes may take to stop (above graceful_timeout)., type: int, default: 60}
   stop_first: {description: PIDs to stop first (their workers too)., type: list, elements: int, default: []}
   log_file: {description: The watcher's stderr log; its last lines go into the reason., type: path}
+  user: {description: The app's user, whose processes of other releases are waited for., type: str}
+  strays_timeout: {description: Seconds processes of other releases may take to end., type: int, default: 30}
+  hold: {description: Fault tests only (release_fault_hold). C(rollout) holds with the new processes started next to the old., type: str, default: ''}
+  hold_dir: {description: Where a hold writes its file., type: path, default: /run/webdeploy-hold}
 """
 
 RETURN = r"""
@@ -47,6 +58,7 @@ ready:
 reason:
   description: Why not, one sentence (with the last lines of the app's stderr log); empty when ready.
   type: str
+strays: {description: Processes of other releases still running, as "pid program" (when not ready for that)., type: list}
 old: {description: The processes that served before (stopped when ready)., type: list}
 new: {description: The processes started., type: list}
 boot_seconds: {description: From the start of the new processes until all were ready., type: float}
@@ -177,8 +189,48 @@ def wait_gone(pids, timeout):
         time.sleep(POLL)
 
 
+def owner(pid):
+    """The uid pid runs as; None when it is gone."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def processes():
+    return sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+
+
+def strays(uid, release_dir):
+    """'pid program' of the processes of `uid` that run a release other than `release_dir`."""
+    releases = os.path.dirname(release_dir.rstrip("/")) + "/"
+    own = release_dir.rstrip("/") + "/"
+    found = []
+    for pid in processes():
+        if owner(pid) != uid:
+            continue
+        runs = program(pid)
+        if runs.startswith(releases) and not runs.startswith(own) and alive(pid):
+            found.append(f"{pid} {runs}")
+    return found
+
+
+def uid_of(user):
+    return pwd.getpwnam(user).pw_uid
+
+
+def wait_strays(uid, release_dir, timeout):
+    """Wait until no process of another release runs; those left after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = strays(uid, release_dir)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(POLL)
+
+
 def rollout(p, circus):
-    result = {"ready": False, "reason": "", "old": [], "new": [], "boot_seconds": None}
+    result = {"ready": False, "reason": "", "old": [], "new": [], "strays": [], "boot_seconds": None}
     # circusctl starts a Python each time (about 0.25 s): as few calls as it takes.
     before = circus.pids()
     if not before and circus.status() in ("stopped", "stopping"):
@@ -197,6 +249,7 @@ def rollout(p, circus):
         # The old ones, and as many new ones next to them. Circus starts the new ones at
         # once (warmup_delay 0), replacing one stopped first that it had not reaped yet.
         circus.run("set", p["name"], "numprocesses", str(len(old) + p["numprocesses"]), "--waiting")
+        hold("rollout", p.get("hold", ""), p.get("hold_dir", ""))
     result["old"] = old
     boot = time.monotonic()
     deadline = boot + p["timeout"]
@@ -224,6 +277,13 @@ def rollout(p, circus):
         result["reason"] = f"old processes {', '.join(map(str, left))} still run after the new ones were ready"
         return result
     forget_stale_markers(p["ready_dir"])
+    if p.get("user"):
+        left = wait_strays(uid_of(p["user"]), p["release_dir"], p["strays_timeout"])
+        if left:
+            result["strays"] = left
+            result["reason"] = (f"processes of another release still run {p['strays_timeout']} s after the reload"
+                                f" (pid and program: {', '.join(left)})")
+            return result
     result["ready"] = True
     return result
 
@@ -241,6 +301,10 @@ def main():
             "stop_timeout": {"type": "int", "default": 60},
             "stop_first": {"type": "list", "elements": "int", "default": []},
             "log_file": {"type": "path"},
+            "user": {"type": "str"},
+            "strays_timeout": {"type": "int", "default": 30},
+            "hold": {"type": "str", "default": ""},
+            "hold_dir": {"type": "path", "default": "/run/webdeploy-hold"},
         },
         supports_check_mode=True,
     )

@@ -5,6 +5,8 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.release_tree import link_target, releases
+from ansible.module_utils.release_units import RUNNING, unit_state
 
 DOCUMENTATION = r"""
 module: release_state
@@ -21,6 +23,7 @@ options:
   home: {description: The app's home (<root>/<app>)., type: path, required: true}
   marker: {description: File name that marks a complete release., type: str, required: true}
   required: {description: Directories that must exist., type: list, elements: path, default: []}
+  canary_unit: {description: The app's canary unit; whether it runs is returned in C(canary_running)., type: str}
 """
 
 RETURN = r"""
@@ -30,30 +33,8 @@ complete: {description: Complete releases on disk, sorted by name., type: list}
 unfinished: {description: Other directories under releases/, sorted., type: list}
 missing: {description: The required directories that are missing or not directories., type: list}
 lock: {description: The deploy lock's holder (a mapping, empty when it names none); null when there is no lock., type: dict}
+canary_running: {description: Whether O(canary_unit) runs (a canary left by a killed run, or another run's)., type: bool}
 """
-
-
-def link_target(path):
-    """The version a release link names (its target's last part); '' when there is none."""
-    try:
-        return os.path.basename(os.readlink(path).rstrip("/"))
-    except OSError:
-        return ""
-
-
-def releases(directory, marker):
-    """(complete, unfinished): the release directories, by whether their marker exists."""
-    complete, unfinished = [], []
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return [], []
-    for name in names:
-        path = os.path.join(directory, name)
-        if name.startswith(".") or not os.path.isdir(path) or os.path.islink(path):
-            continue
-        (complete if os.path.isfile(os.path.join(path, marker)) else unfinished).append(name)
-    return complete, unfinished
 
 
 def lock_holder(lock):
@@ -86,11 +67,13 @@ def main():
             "home": {"type": "path", "required": True},
             "marker": {"type": "str", "required": True},
             "required": {"type": "list", "elements": "path", "default": []},
+            "canary_unit": {"type": "str"},
         },
         supports_check_mode=True,
     )
     p = module.params
-    module.exit_json(changed=False, **state(p["home"], p["marker"], p["required"]))
+    module.exit_json(changed=False, canary_running=bool(p["canary_unit"]) and unit_state(p["canary_unit"]) in RUNNING,
+                     **state(p["home"], p["marker"], p["required"]))
 
 
 if __name__ == "__main__":
