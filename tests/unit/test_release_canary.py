@@ -191,6 +191,26 @@ def test_tested_stops_the_canary_when_it_fails_too(tmp_path, serve, monkeypatch)
     assert module.ran[-1] == ["systemctl", "stop", "webdeploy-canary-app.service"]
 
 
+def test_tested_reads_the_output_before_the_stop_hides_it(tmp_path, serve, monkeypatch):
+    path, _ = serve({"/healthz": healthy(), "/": (500, "Server Error")})
+    out = tmp_path / "out" / "app.log"
+
+    class Stopping(FakeModule):
+        def run_command(self, argv, check_rc=False):
+            if argv[0] == "systemctl":  # gunicorn's own lines on the way down
+                out.write_text(out.read_text() + "".join(f"[INFO] shutting down {i}\n" for i in range(6)))
+            elif argv[0] == "systemd-run":
+                out.parent.mkdir(exist_ok=True)
+                out.write_text("NoReverseMatch: Reverse for 'about' not found.\n")
+            return super().run_command(argv, check_rc)
+
+    monkeypatch.setattr(canary, "unit_state", lambda unit: "active")
+    passed, reason, _ = canary.tested(Stopping(), params_of_tested(tmp_path, path))
+    assert passed is False
+    assert reason == ("GET / answered 500, expected 200: Server Error. The canary's last lines of output: "
+                      "NoReverseMatch: Reverse for 'about' not found.")
+
+
 def test_a_canary_that_cannot_start_fails_with_what_systemd_said(tmp_path, monkeypatch):
     monkeypatch.setattr(canary, "unit_state", lambda unit: "inactive")
     module = FakeModule(fails=True)

@@ -95,3 +95,20 @@ def test_a_hold_at_locked_waits_with_the_lock_taken(tmp_path):
     (holds / "locked").unlink()
     run.join(10)
     assert done[0]["acquired"] is True
+
+
+def test_check_mode_says_whether_the_lock_would_be_taken_and_touches_nothing(tmp_path):
+    got = run_module(lock_module, {"path": str(tmp_path / ".deploy.lock"), "holder": ME}, check_mode=True)
+    assert (got["changed"], got["acquired"]) == (False, True)
+    assert not (tmp_path / ".deploy.lock").exists()
+    (tmp_path / ".deploy.lock").mkdir()
+    (tmp_path / ".deploy.lock" / "holder.json").write_text(json.dumps(OTHER))
+    held = run_module(lock_module, {"path": str(tmp_path / ".deploy.lock"), "holder": ME}, check_mode=True)
+    assert (held["acquired"], held["holder"]) == (False, OTHER)
+    broken = run_module(lock_module, {"path": str(tmp_path / ".deploy.lock"), "holder": ME, "break_lock": True},
+                        check_mode=True, diff=True)
+    assert (broken["changed"], broken["acquired"], broken["broken"]) == (True, True, OTHER)
+    assert json.loads(broken["diff"]["before"]) == OTHER and json.loads(broken["diff"]["after"]) == ME
+    assert json.loads((tmp_path / ".deploy.lock" / "holder.json").read_text()) == OTHER  # untouched
+    dropped = run_module(lock_module, {"path": str(tmp_path / ".deploy.lock"), "state": "absent"}, check_mode=True)
+    assert dropped["changed"] is False and (tmp_path / ".deploy.lock").is_dir()

@@ -190,16 +190,24 @@ def probe(socket_path, host, scheme, health_path, version, smoke_paths, timeout,
     return True, "", checked
 
 
+def said(output_file):
+    """The canary's last lines of output, as a sentence to append to a reason."""
+    lines = last_lines(output_file)
+    return f". The canary's last lines of output: {lines}" if lines else ". The canary wrote nothing"
+
+
 def tested(module, p):
-    """state=tested: start the canary, probe it, stop it; (passed, reason, checked)."""
+    """state=tested: start the canary, probe it, stop it; (passed, reason, checked). The
+    output is read before the stop, whose own lines would hide why the canary failed."""
     os.makedirs(os.path.dirname(p["output_file"]), mode=0o750, exist_ok=True)
     rc, out, err = module.run_command(p["command"])
     if rc != 0:
         return False, f"it did not start: {(err or out).strip()}", []
     try:
         hold("canary", p["hold"], p["hold_dir"])
-        return probe(p["socket"], p["host"], p["scheme"], p["health_path"], p["version"], p["smoke_paths"],
-                     p["timeout"], lambda: unit_state(p["unit"]) in RUNNING)
+        passed, reason, checked = probe(p["socket"], p["host"], p["scheme"], p["health_path"], p["version"],
+                                        p["smoke_paths"], p["timeout"], lambda: unit_state(p["unit"]) in RUNNING)
+        return passed, reason if passed else reason + said(p["output_file"]), checked
     finally:
         # KillMode=control-group: stopping the unit ends every process of the canary.
         if unit_state(p["unit"]) in RUNNING:
@@ -243,9 +251,8 @@ def main():
         running = (lambda: unit_state(p["unit"]) in RUNNING) if p["unit"] else (lambda: True)
         passed, reason, checked = probe(p["socket"], p["host"], p["scheme"], p["health_path"], p["version"],
                                         p["smoke_paths"], p["timeout"], running)
-    if not passed and p["output_file"]:
-        said = last_lines(p["output_file"])
-        reason += f". The canary's last lines of output: {said}" if said else ". The canary wrote nothing"
+    if not passed and p["output_file"] and p["state"] == "probed":
+        reason += said(p["output_file"])
     module.exit_json(changed=p["state"] == "tested", passed=passed, reason=reason, checked=checked,
                      seconds=round(time.monotonic() - started, 2))
 

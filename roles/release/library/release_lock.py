@@ -25,7 +25,9 @@ description:
   - Once the lock is taken, the app's releases are read again under it (O(releases),
     O(marker)): another run may have finished or left one since the caller last looked.
   - O(state=absent) removes the lock (the end of a run).
-  - The lock lives as long as a run: taking and dropping it is no change.
+  - The lock lives as long as a run: taking and dropping it is no change. Breaking one is,
+    with --diff showing the holder removed and the new one.
+  - Check mode reports whether the lock would be taken (or broken) and touches nothing.
 options:
   path: {description: The lock directory., type: path, required: true}
   holder: {description: Who takes the lock (user, controller, pid, version, since, epoch)., type: dict, default: {}}
@@ -73,13 +75,19 @@ def age(holder, now):
         return None
 
 
-def take(path, holder, break_lock=False, now=None):
-    """The module's result for state=present."""
+def take(path, holder, break_lock=False, now=None, check_mode=False):
+    """The module's result for state=present (in check mode: what would happen)."""
     now = time.time() if now is None else now
     broken = None
     if break_lock and os.path.isdir(path):
         broken = read_holder(path)
-        shutil.rmtree(path)
+        if not check_mode:
+            shutil.rmtree(path)
+    if check_mode and broken is None and os.path.isdir(path):
+        other = read_holder(path)
+        return {"changed": False, "acquired": False, "holder": other, "age": age(other, now), "broken": None}
+    if check_mode:
+        return {"changed": broken is not None, "acquired": True, "holder": holder, "age": 0, "broken": broken}
     try:
         os.mkdir(path, 0o755)
     except FileExistsError:
@@ -102,20 +110,26 @@ def main():
             "hold": {"type": "str", "default": ""},
             "hold_dir": {"type": "path", "default": "/run/webdeploy-hold"},
         },
-        supports_check_mode=False,
+        supports_check_mode=True,
     )
     p = module.params
     if p["state"] == "absent":
-        shutil.rmtree(p["path"], ignore_errors=True)
+        if not module.check_mode:
+            shutil.rmtree(p["path"], ignore_errors=True)
         module.exit_json(changed=False, acquired=False, holder={}, age=None, broken=None)
     try:
-        result = take(p["path"], p["holder"], p["break_lock"])
+        result = take(p["path"], p["holder"], p["break_lock"], check_mode=module.check_mode)
     except OSError as e:
         module.fail_json(msg=f"Cannot take the deploy lock {p['path']}: {e.strerror}.")
     if result["acquired"]:
         if p["releases"]:
             result["complete"], result["unfinished"] = releases(p["releases"], p["marker"])
-        hold("locked", p["hold"], p["hold_dir"])
+        if not module.check_mode:
+            hold("locked", p["hold"], p["hold_dir"])
+    if module._diff and result["changed"]:
+        result["diff"] = {"before": json.dumps(result["broken"], indent=4, sort_keys=True) + "\n",
+                          "after": json.dumps(p["holder"], indent=4, sort_keys=True) + "\n",
+                          "before_header": f"{p['path']} (broken)", "after_header": p["path"]}
     module.exit_json(**result)
 
 
