@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def use_project_environment():
-    """Run from the repository with its .venv, ansible.cfg and the sandbox vault password."""
+    """Run from the repository with its .venv, ansible.cfg, the sandbox vault password and
+    its podman settings (runc: bench/downtime inspects and updates the host's container)."""
     os.chdir(ROOT)
+    os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "tests/containers.conf"))
     os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
     os.environ.setdefault("ANSIBLE_VAULT_IDENTITY_LIST", f"sandbox@{ROOT}/tests/sandbox/vault-password")
     os.environ["PATH"] = f"{ROOT}/.venv/bin:{os.environ['PATH']}"
@@ -103,6 +105,15 @@ def playbook(inventory, log, name, *extra, env=None, fail=True):
 
 def uptime():
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def raw_setups(raw):
+    """{set-up: {label: loadgen data}} of bench/downtime's raw data: {"setups": [...], "shared":
+    {"ours": ..., "baseline": ...}, "separated": {...}}; raw data of the runs before the
+    set-ups ({"ours": ..., "baseline": ...}, the load inside the host) is the shared one's."""
+    if "ours" in raw or "baseline" in raw:
+        return {"shared": {k: raw[k] for k in ("ours", "baseline") if k in raw}}
+    return {s: raw[s] for s in raw.get("setups", ("shared", "separated")) if s in raw}
 
 
 # bench/loadgen.py's records: [t_sent, latency_s, status, version, error, lag_s], status 0

@@ -1,14 +1,21 @@
-"""Open-loop HTTP load with one record per request, run ON the web host (python3, stdlib only).
+"""Open-loop HTTP load with one record per request (python3, stdlib only), run on the web
+host (bench/downtime's shared set-up) or on the controller beside it (separated).
 
     python3 loadgen.py --rate 250 --host-header webxample.bench --watch /srv/apps/webxample/current
+    python3 loadgen.py --address 10.89.0.20 --rate 250 --host-header webxample.bench \
+        --watch /var/lib/containers/storage/overlay/.../merged/srv/apps/webxample/current
 
 Sends GET requests to nginx at a fixed rate (open loop: a slow answer does not slow the
 sender down, as with real users), each on a new connection, until its stdin is closed
-(or --max-seconds). At the same time it polls the `current` symlink and notes, with this
-host's clock, when it changes: the switch times. Prints one JSON document on stdout:
+(or --max-seconds). At the same time it polls the `current` symlink (on the controller:
+through the container's root filesystem; only the target's last part, the version, is
+used) and notes, with this machine's clock, when it changes: the switch times. Prints one
+JSON document on stdout:
 
     {"requests": [[t_sent, latency_s, status, version, error, lag_s], ...],
-     "switches": [[t, link_target], ...], "started": t, "ended": t, ...}
+     "switches": [[t, link_target], ...], "started": t, "ended": t, "cpu_s": s, ...}
+
+cpu_s is the CPU time (user + system) this process used.
 
 status is 0 when no HTTP answer came; error is "" / "connect" (refused, reset before an
 answer) / "timeout" / "closed" (connection closed without a complete answer) / "client"
@@ -93,7 +100,7 @@ async def main():
                      "User-Agent: webdeploy-bench\r\nConnection: close\r\n\r\n").encode()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    # The controller stops the load by closing our stdin (the ssh session's).
+    # The controller stops the load by closing our stdin (the ssh session's, or its pipe).
     threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)),
                      daemon=True).start()
 
@@ -128,7 +135,7 @@ async def main():
     records.sort()
     json.dump({"started": started, "ended": ended, "rate": args.rate, "path": args.path,
                "host_header": args.host_header, "timeout": args.timeout,
-               "requests": records, "switches": switches}, sys.stdout)
+               "requests": records, "switches": switches, "cpu_s": round(sum(os.times()[:2]), 2)}, sys.stdout)
     sys.stdout.flush()
 
 

@@ -26,6 +26,7 @@ DEFAULTS = {
     "workers": 2,
     "gunicorn_args": [],
     "graceful_timeout": 30,
+    "backlog": 2048,
     "static_url": "/static/",
     "health_path": "/healthz",
     "smoke_paths": [{"path": "/", "status": 200}],
@@ -115,6 +116,8 @@ def _app_errors(a):
     for field in ("numprocesses", "workers"):
         if not (_is_int(a[field]) and a[field] >= 1):
             yield f"{field} must be 1 or more"
+    if not (_is_int(a["backlog"]) and 1 <= a["backlog"] <= 65535):
+        yield "backlog must be 1 to 65535 connections (the kernel caps it at net.core.somaxconn)"
     if not (_is_int(a["graceful_timeout"]) and a["graceful_timeout"] >= 1):
         yield "graceful_timeout must be 1 or more seconds"
     if "reload_warmup" in a:

@@ -6,6 +6,7 @@ from sandbox_support import PROJECT
 
 sys.path.insert(0, str(PROJECT / "bench"))
 import plot  # noqa: E402
+from benchlib import raw_setups  # noqa: E402
 
 
 def record(t, latency, status, error=""):
@@ -49,3 +50,13 @@ def test_a_record_sent_at_the_very_end_counts_in_the_last_second():
 def test_no_load_gives_empty_seconds():
     assert plot.per_second([], 10.0, 12.5) == [
         {"second": s, "requests": 0, "failed": 0, "p50_ms": None, "p99_ms": None} for s in range(3)]
+
+
+def test_raw_data_is_read_per_set_up_and_older_raw_data_as_the_shared_one():
+    ours, baseline = {"requests": [1]}, {"requests": [2]}
+    # Before the set-ups: ours and the baseline at the top, the load in the host.
+    assert raw_setups({"ours": ours, "baseline": baseline}) == {"shared": {"ours": ours, "baseline": baseline}}
+    assert raw_setups({"setups": ["separated", "shared"], "separated": {"ours": ours}, "shared": {"ours": baseline}}) \
+        == {"separated": {"ours": ours}, "shared": {"ours": baseline}}
+    # A run stopped during its first set-up has only that one.
+    assert raw_setups({"setups": ["shared", "separated"], "shared": {"ours": ours}}) == {"shared": {"ours": ours}}

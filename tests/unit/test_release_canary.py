@@ -135,6 +135,16 @@ def test_a_canary_that_never_answers_fails_after_the_timeout(tmp_path):
     assert clock.now >= 5
 
 
+def test_a_timeout_names_why_the_canary_may_be_slow_and_other_reasons_do_not():
+    hint = "it ran at nice 19, CPUWeight 10 (release_work_*): on a busy host it boots on idle CPU only"
+    assert canary.with_hint("it did not answer GET /healthz within 30 s", hint) == (
+        "it did not answer GET /healthz within 30 s (it ran at nice 19, CPUWeight 10 (release_work_*): on a busy"
+        " host it boots on idle CPU only)")
+    assert canary.with_hint("it exited before it answered GET /healthz", hint) == (
+        "it exited before it answered GET /healthz")
+    assert canary.with_hint("it did not answer GET / within 30 s", "") == "it did not answer GET / within 30 s"
+
+
 def test_a_canary_that_exited_fails_at_once(tmp_path):
     clock = FakeClock()
     assert run(str(tmp_path / "gone.sock"), clock, alive=lambda: False) == (

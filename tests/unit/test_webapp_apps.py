@@ -30,7 +30,7 @@ def test_a_minimal_app_is_valid_and_gets_every_default():
     (app,) = resolved([APP])
     assert app == {
         **APP, "state": "present", "package": "shop", "manage_command": "shop", "env": {}, "numprocesses": 2,
-        "workers": 2, "gunicorn_args": [], "graceful_timeout": 30, "static_url": "/static/",
+        "workers": 2, "gunicorn_args": [], "graceful_timeout": 30, "backlog": 2048, "static_url": "/static/",
         "health_path": "/healthz", "smoke_paths": [{"path": "/", "status": 200}], "canary_timeout": 30,
         "check_command": ["check"], "hooks": [["migrate", "--noinput"], ["collectstatic", "--noinput"]],
         "keep_releases": 5, "tls": {}, "https_redirect": False, "hsts": False, "vhost": {}}
@@ -86,7 +86,7 @@ def test_good_names(name):
 
 def test_unknown_fields_are_named_with_the_known_ones():
     (message,) = app_errors(numprocess=4, wsgi_app="x")
-    assert message.startswith("app shop: unknown field(s) numprocess, wsgi_app; the fields are canary_timeout, ")
+    assert message.startswith("app shop: unknown field(s) numprocess, wsgi_app; the fields are backlog, canary_timeout, ")
     assert "reload_warmup" not in message
 
 
@@ -144,6 +144,17 @@ def test_package_and_manage_command_are_names(field, value):
 @pytest.mark.parametrize("value", [0, -1, "2", True, 2.5])
 def test_process_counts(field, value):
     assert app_errors(**{field: value}) == [f"app shop: {field} must be 1 or more"]
+
+
+@pytest.mark.parametrize("value", [0, 65536, "2048", True, 1.5])
+def test_socket_backlog(value):
+    assert app_errors(backlog=value) == [
+        "app shop: backlog must be 1 to 65535 connections (the kernel caps it at net.core.somaxconn)"]
+
+
+def test_socket_backlog_reaches_the_circus_socket():
+    assert app_errors(backlog=4096) == []
+    assert resolved([{**APP, "backlog": 4096}])[0]["backlog"] == 4096
 
 
 @pytest.mark.parametrize("value", [0, "30", False])

@@ -5,8 +5,10 @@ the response headers as sent, repeated ones included: small Python scripts, SLOW
 and RAW_CLIENT), to nginx on the loopback. The applications behind nginx are small
 Python HTTP servers started by the `upstreams` fixture: one on 127.0.0.1:8001 ("shop"),
 one on a unix socket ("blog"). Each answers every request with JSON describing what it
-received ("/sleep/<seconds>" first sleeps: a slow application; "/app-headers?<name>=<value>&..."
-also sends those response headers, as an app with its own security headers does).
+received, and on which of nginx's connections to it ("/sleep/<seconds>" first sleeps: a slow
+application; "/app-headers?<name>=<value>&..." also sends those response headers, as an app
+with its own security headers does). They keep a connection open when nginx asks for it
+(HTTP/1.1 without "Connection: close"), as gunicorn's gthread workers do.
 """
 
 import base64
@@ -38,20 +40,30 @@ UPSTREAMS = {  # unit name: (app name, kind, address)
 # The application stand-in. It tells systemd it is ready only once it listens
 # (Type=notify), so `systemd-run` returns when requests can be served.
 UPSTREAM = r'''
-import json, os, socket, socketserver, sys, time
+import itertools, json, os, socket, socketserver, sys, time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
 NAME, KIND, ADDRESS = sys.argv[1:4]
+CONNECTIONS = itertools.count(1)
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Keeps the connection open after a response unless nginx sent HTTP/1.0 or
+    # "Connection: close" (what nginx does without upstream keepalive).
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.connection_number = next(CONNECTIONS)  # one handler per connection from nginx
+
     def answer(self):
         length = int(self.headers.get("Content-Length") or 0)
         received = self.rfile.read(length) if length else b""
         if self.path.startswith("/sleep/"):  # a slow application: /sleep/<seconds>
             time.sleep(float(self.path.split("/")[2]))
         body = json.dumps({"upstream": NAME, "method": self.command, "path": self.path,
+                           "version": self.request_version, "connection": self.connection_number,
                            "headers": dict(self.headers.items()),
                            "body_length": len(received)}).encode()
         url = urlsplit(self.path)
@@ -736,6 +748,111 @@ def test_vhost_marked_absent_is_gone(host):
     assert_closed_without_answer(request(host, "http://retired.test/hello.txt"))
 
 
+# --- capacity: what the running nginx uses ---------------------------------------------
+
+# converge.yml sets these unlike the role's defaults (each test checks that it does), so
+# the tests below cannot pass on the defaults.
+CAPACITY = {name: converge_vars(SCENARIO_DIR)[f"nginx_{name}"]
+            for name in ("worker_connections", "worker_rlimit_nofile", "listen_backlog")}
+DEFAULTS = yaml.safe_load((SCENARIO_DIR.parent.parent / "roles/nginx/defaults/main.yml").read_text(encoding="utf-8"))
+LISTENERS = ("0.0.0.0:80", "[::]:80", "0.0.0.0:443", "[::]:443")
+
+
+def open_file_limits(host, pid):
+    """(soft, hard) limit of open files ("Max open files") of process `pid`."""
+    limits = run(host, f"cat /proc/{pid}/limits").stdout
+    line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def listen_backlogs(host):
+    """{local address: backlog} of the TCP sockets listening on ports 80 and 443 (for a
+    listening socket, ss shows the backlog as Send-Q)."""
+    result = run(host, "ss -ltnH")
+    assert result.rc == 0, result.stderr
+    found = {}
+    for line in result.stdout.splitlines():
+        _, _, send_q, local = line.split()[:4]
+        if local.rsplit(":", 1)[1] in ("80", "443"):
+            found[local] = int(send_q)
+    return found
+
+
+def test_workers_run_with_the_open_file_limit_set(host):
+    # nginx sets both limits of each worker process to worker_rlimit_nofile
+    rlimit = CAPACITY["worker_rlimit_nofile"]
+    assert rlimit != DEFAULTS["nginx_worker_rlimit_nofile"]
+    _, workers = nginx_processes(host)
+    assert workers
+    assert {pid: open_file_limits(host, pid) for pid in workers} == dict.fromkeys(workers, (rlimit, rlimit))
+
+
+def test_ports_80_and_443_listen_with_the_backlog_set(host):
+    # The catch-all server's listens carry it (IPv4 and IPv6, 80 and 443). prepare.yml ran
+    # the role with the default backlog: the reload that converge caused applied this one.
+    backlog = CAPACITY["listen_backlog"]
+    assert backlog != DEFAULTS["nginx_listen_backlog"]
+    assert listen_backlogs(host) == dict.fromkeys(LISTENERS, backlog)
+
+
+# One client connection to nginx (so one nginx worker, and its cache of idle connections
+# to the app) per case, which sends its requests one after the other, after the given
+# pauses. Reads a JSON list of {host, pauses} on stdin and prints, for each case, the
+# list of {status, answer}: the JSON the app answered.
+KEEPALIVE_CLIENT = r"""
+import http.client, json, socket, ssl, sys, time
+
+CERT = sys.argv[1]
+
+
+def session(case):
+    sock = socket.create_connection(("127.0.0.1", 443), timeout=20)
+    context = ssl.create_default_context(cafile=CERT)
+    context.set_alpn_protocols(["http/1.1"])
+    connection = http.client.HTTPConnection("127.0.0.1", 443)
+    connection.sock = context.wrap_socket(sock, server_hostname=case["host"])
+    answers = []
+    for pause in case["pauses"]:
+        time.sleep(pause)
+        connection.request("GET", "/keepalive", headers={"Host": case["host"]})
+        response = connection.getresponse()
+        answers.append({"status": response.status, "answer": json.loads(response.read())})
+    connection.close()
+    return answers
+
+
+print(json.dumps([session(case) for case in json.load(sys.stdin)]))
+"""
+
+
+@pytest.mark.usefixtures("upstreams")
+def test_connections_to_the_app_are_kept_open_only_where_asked(host):
+    idle = vhost(converge_vars(SCENARIO_DIR), "blog")["upstream"]["keepalive_timeout"]
+    cases = [{"host": "blog.test", "pauses": [0, 0, idle + 1.5]}, {"host": "shop.test", "pauses": [0, 0]}]
+    script = base64.b64encode(KEEPALIVE_CLIENT.encode()).decode()
+    cases = base64.b64encode(json.dumps(cases).encode()).decode()
+    result = run(host, f"echo {script} | base64 -d > /tmp/keepalive_client.py && "
+                       f"echo {cases} | base64 -d | python3 /tmp/keepalive_client.py {CERT}; "
+                       "status=$?; rm -f /tmp/keepalive_client.py; exit $status")
+    assert result.rc == 0, result.stderr
+    blog, shop = json.loads(result.stdout)
+    assert [(r["status"], r["answer"]["upstream"]) for r in blog + shop] == [(200, "blog")] * 3 + [(200, "shop")] * 2
+    sent = {name: [{k.lower(): v for k, v in r["answer"]["headers"].items()} for r in answers]
+            for name, answers in (("blog", blog), ("shop", shop))}
+    # blog (upstream keepalive): HTTP/1.1 without "Connection: close"; the second request
+    # comes on the first one's connection; after keepalive_timeout idle, nginx has closed
+    # it and the third comes on a new one
+    assert [r["answer"]["version"] for r in blog] == ["HTTP/1.1"] * 3, blog
+    assert [h.get("connection") for h in sent["blog"]] == [None] * 3, blog
+    first, second, third = (r["answer"]["connection"] for r in blog)
+    assert first == second and third != second, blog
+    # shop (no keepalive): a connection per request, closed after the response
+    assert [r["answer"]["version"] for r in shop] == ["HTTP/1.0"] * 2, shop
+    assert [h.get("connection") for h in sent["shop"]] == ["close"] * 2, shop
+    assert shop[0]["answer"]["connection"] != shop[1]["answer"]["connection"], shop
+
+
 # --- changes: reload, never restart; removal --------------------------------------------
 
 # The role runs once for every host (not once per host); what each host shows is
@@ -786,6 +903,50 @@ def test_vhost_added_by_reload_then_removed(host, pop_vhost):
     assert_tls_refused(seen["removed_https"])
     assert_closed_without_answer(seen["removed_http"])
     assert seen["removed"][0] == master
+
+
+# Without the catch-all server, the sockets' options (the backlog) go on the listens of
+# one vhost per port: the first by name (blog, before down and shop), and the first TLS
+# vhost by name (blog, before shop).
+NO_CATCH_ALL_BACKLOG = 900
+
+
+def backlog_lines(host):
+    """{file: number of lines with backlog=} of nginx.conf and the vhost files."""
+    result = run(host, "grep -c backlog= /etc/nginx/nginx.conf /etc/nginx/sites-enabled/*.conf")
+    return {path: int(count) for path, count in (line.rsplit(":", 1) for line in result.stdout.splitlines())}
+
+
+@pytest.fixture(name="no_catch_all", scope="module")
+def fixture_no_catch_all(scenario_dir):
+    """The role applied to every host without the catch-all server and with another
+    backlog, then as converge.yml has it again."""
+    hosts = every_host()
+    role_vars = converge_vars(scenario_dir)
+    role_vars.update(nginx_default_server=False, nginx_listen_backlog=NO_CATCH_ALL_BACKLOG)
+    applied = apply_role(scenario_dir, "nginx", role_vars)
+    seen = {h.backend.host: {} for h in hosts}
+    if applied.returncode == 0:
+        for h in hosts:
+            seen[h.backend.host].update(files=backlog_lines(h), backlogs=listen_backlogs(h))
+    restored = apply_role(scenario_dir, "nginx", converge_vars(scenario_dir))
+    if restored.returncode == 0:
+        for h in hosts:
+            seen[h.backend.host].update(restored=listen_backlogs(h))
+    return {"applied": applied, "restored": restored, "hosts": seen}
+
+
+def test_without_the_catch_all_one_vhost_per_port_sets_the_backlog(host, no_catch_all):
+    applied = no_catch_all["applied"]
+    assert applied.returncode == 0, applied.stdout[-3000:]
+    seen = no_catch_all["hosts"][host.backend.host]
+    assert seen["files"] == {"/etc/nginx/nginx.conf": 0, "/etc/nginx/sites-enabled/blog.conf": 4,
+                             "/etc/nginx/sites-enabled/down.conf": 0, "/etc/nginx/sites-enabled/shop.conf": 0}
+    assert seen["backlogs"] == dict.fromkeys(LISTENERS, NO_CATCH_ALL_BACKLOG)
+    # and back, by reload, to the catch-all's listens with converge.yml's backlog
+    restored = no_catch_all["restored"]
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert seen["restored"] == dict.fromkeys(LISTENERS, CAPACITY["listen_backlog"])
 
 
 # --- what must not change -------------------------------------------------------------
@@ -879,6 +1040,10 @@ BAD_INPUTS = {
     "socket and port": ({"name": "bad", "server_names": ["bad.test"],
                          "upstream": {"port": 8001, "socket": "/run/bad.sock"}},
                         "upstream takes exactly one of socket"),
+    "keepalive without an app": ({"name": "bad", "server_names": ["bad.test"], "upstream": {"keepalive": 4}},
+                                 "upstream takes exactly one of socket"),
+    "negative keepalive": ({"name": "bad", "server_names": ["bad.test"], "upstream": {"port": 8001, "keepalive": -1}},
+                           "and optionally keepalive (idle connections kept per worker, 0 or more)"),
     "relative socket": ({"name": "bad", "server_names": ["bad.test"], "upstream": {"socket": "run/bad.sock"}},
                         "upstream takes exactly one of socket"),
     "redirect without tls": ({"name": "bad", "server_names": ["bad.test"], "https_redirect": True},
@@ -908,9 +1073,41 @@ def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, case):
     before = snapshot(host)
     result = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
     assert result.returncode != 0, result.stdout[-3000:]
-    assert message in result.stdout, result.stdout[-3000:]
+    assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
     assert snapshot(host) == before
     assert not host.file("/etc/nginx/sites-enabled/extra.conf").exists
+
+
+# Capacity settings that contradict each other or the host: (settings, message), given
+# the host's net.core.somaxconn and name.
+BAD_SETTINGS = {
+    "fewer open files than two per connection": lambda somaxconn, name: (
+        {"nginx_worker_connections": 3000, "nginx_worker_rlimit_nofile": 5999},
+        "nginx_worker_rlimit_nofile must be 0 (keep the system's limit) or at least 2 x nginx_worker_connections = 6000: "
+        "each proxied request holds two connections"),
+    "backlog above net.core.somaxconn": lambda somaxconn, name: (
+        {"nginx_listen_backlog": somaxconn + 1},
+        f"nginx_listen_backlog ({somaxconn + 1}) must be 0 (nginx's default, 511) or a positive number no larger than "
+        f"net.core.somaxconn on {name} ({somaxconn}): the kernel would silently cap a larger backlog at {somaxconn}. "
+        "Raise the sysctl"),
+    "negative backlog": lambda somaxconn, name: (
+        {"nginx_listen_backlog": -1}, "nginx_listen_backlog (-1) must be 0 (nginx's default, 511) or a positive number"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS)
+def test_bad_capacity_settings_fail_clearly_and_change_nothing(host, scenario_dir, case):
+    check_once(host)
+    somaxconn = int(run(host, "cat /proc/sys/net/core/somaxconn").stdout)
+    settings, message = BAD_SETTINGS[case](somaxconn, host.backend.host)
+    role_vars = converge_vars(scenario_dir)
+    role_vars.update(settings)
+    before = snapshot(host)
+    result = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host)
+    assert result.returncode != 0, result.stdout[-3000:]
+    # (the YAML output doubles the quote in "system's", "nginx's")
+    assert message in failure_of(result, host.backend.host).replace("''", "'"), result.stdout[-3000:]
+    assert snapshot(host) == before
 
 
 # The argument specs' messages (the output also lists the whole spec, so each message

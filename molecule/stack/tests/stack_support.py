@@ -68,6 +68,16 @@ def canary_left(host, app="webxample"):
     return state, processes
 
 
+def priorities(host):
+    """[(unit, nice)] of every gunicorn process on the host: Circus's (circus.service) and
+    a canary's (webdeploy-canary-<app>.service)."""
+    with host.sudo():
+        # [g]: the shell running pgrep has the pattern in its own command line.
+        out = host.check_output("for p in $(pgrep -f '[g]unicorn'); do"
+                                " echo $(grep -m1 -o '[^/]*[.]service' /proc/$p/cgroup) $(ps -o ni= -p $p); done")
+    return [(unit, int(nice)) for unit, nice in (line.split() for line in out.splitlines() if len(line.split()) == 2)]
+
+
 def masters(host, app):
     """PIDs of the gunicorn masters Circus runs for the app."""
     with host.sudo():
@@ -121,14 +131,15 @@ def deploy_under_load(scenario_dir, hosts, version, case, app="webxample", playb
 HOLD_DIR = "/run/webdeploy-hold"  # the release role's hold points (roles/release/README.md)
 
 
-def deploy_with(scenario_dir, version, app, hold, action, hosts, *args, timeline=None):
+def deploy_with(scenario_dir, version, app, hold, action, hosts, *args, timeline=None, observe=None):
     """Run a deploy stopped at the release role's hold point `hold` (-e release_fault_hold),
     then do `action` there: "kill" (SIGKILL ansible-playbook and its SSH clients, then the
     process holding on the host, as a crash at that step would) or a callable, given the
     ansible-playbook process, after which the hold is let go and the deploy goes on. The
     hold is watched for on each testinfra host of `hosts`; a later host reaching it (serial
     rollout) is let go at once. A list given as `timeline` receives (time.monotonic() when
-    it arrived, line) for each output line. Returns (output, returncode, fired)."""
+    it arrived, line) for each output line. `observe`, if given, is called with the host
+    when the hold is reached, before the action. Returns (output, returncode, fired)."""
     cmd, env = playbook_command(scenario_dir, PROJECT / "deploy.yml", *args,
                                 extra_vars={"app_name": app, "app_version": version, "release_fault_hold": hold},
                                 env={"PYTHONUNBUFFERED": "1"})  # each line as it comes
@@ -155,6 +166,8 @@ def deploy_with(scenario_dir, version, app, hold, action, hosts, *args, timeline
                     host.run(f"rm -f {path}")  # the next host of a serial rollout: go on
                     continue
                 fired = True
+                if observe is not None:
+                    observe(host)
                 if action == "kill":
                     os.killpg(proc.pid, signal.SIGKILL)
                     host.run(f"kill -KILL {pid}; rm -f {path}")

@@ -93,6 +93,18 @@ def test_each_app_runs_as_its_own_user(web, first):
         assert host.file("/srv/apps/webxample/shared").user == "webxample"
 
 
+def test_each_app_socket_listens_with_its_backlog(web, first):
+    # What the kernel holds for the sockets Circus listens on (Send-Q of a listening
+    # socket): shop sets backlog 1024 (the scenario's inventory), webxample keeps 2048.
+    for name, host in web.items():
+        with host.sudo():
+            out = host.check_output("ss -lxH")
+        backlogs = {f[4]: int(f[3]) for f in (line.split() for line in out.splitlines())
+                    if len(f) > 4 and f[4].startswith("/run/circus/sockets/")}
+        assert backlogs == {"/run/circus/sockets/webxample.sock": 2048, "/run/circus/sockets/shop.sock": 1024}, \
+            (name, out)
+
+
 def test_apps_cannot_read_each_other(web, first):
     for name, host in web.items():
         with host.sudo():
@@ -480,20 +492,37 @@ def bench(scenario_dir, tmp_path_factory, script, *args):
 @pytest.fixture(name="downtime_smoke", scope="module")
 def fixture_downtime_smoke(scenario_dir, tmp_path_factory, web, stray):
     before = serving(web[WEB[0]])
-    return before, *bench(scenario_dir, tmp_path_factory, "downtime", "--host", WEB[0])
+    # Both set-ups: the web host's container pinned to one core, the controller and the
+    # load generator to the other, then put back.
+    return before, *bench(scenario_dir, tmp_path_factory, "downtime", "--host", WEB[0], "--setups", "shared,separated")
 
 
-def test_the_downtime_benchmark_runs(web, downtime_smoke):
+@pytest.mark.parametrize("setup", ["shared", "separated"])
+def test_the_downtime_benchmark_runs(web, downtime_smoke, setup):
     before, result, report = downtime_smoke
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for label in ("baseline", "ours"):
-        figures = report[label]
+        figures = report[setup][label]
         assert {"overall", "steady", "switch_windows", "transitions"} <= figures.keys(), label
         assert figures["overall"]["requests"] > 0, label
         assert len(figures["switches"]) == 1, f"{label}: {figures['switches']}"
         assert {"1.0.0", "1.1.0"} <= figures["versions_answered"].keys(), f"{label}: {figures['versions_answered']}"
-    assert report["ours"]["overall"]["failed"] == 0, report["ours"]["overall"]
+        # The web host's CPU was read from its container's cgroup, and the deploy's share of it.
+        assert figures["steady_host_busy_pct"] > 0, figures["steady_cpu"]
+        assert figures["actions"][0]["cpu"]["host_total"] > 0, figures["actions"][0]
+    assert report[setup]["ours"]["overall"]["failed"] == 0, report[setup]["ours"]["overall"]
+    assert report[setup]["setup"]["name"] == setup
     assert serving(web[WEB[0]]) == before
+
+
+def test_the_downtime_benchmark_gives_the_cores_back(web, downtime_smoke):
+    _, result, report = downtime_smoke
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert report["separated"]["setup"]["host_cpus"] == "0", report["separated"]["setup"]
+    # After the run the container may use every core again (podman inspect: no cpuset).
+    cpuset = subprocess.run(["podman", "inspect", "--format", "{{.HostConfig.CpusetCpus}}", WEB[0]],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert cpuset in ("", "0-1" if os.cpu_count() == 2 else f"0-{os.cpu_count() - 1}"), cpuset
 
 
 @pytest.fixture(name="deploy_speed_smoke", scope="module")

@@ -15,7 +15,7 @@ import pytest
 import testinfra
 import yaml
 from sandbox_support import PROJECT, recap, run_playbook
-from stack_support import WEB, canary_left, deploy, deploy_with, get, link, load, masters, record, serving
+from stack_support import WEB, canary_left, deploy, deploy_with, get, link, load, masters, priorities, record, serving
 
 W = WEB[0]
 MARKER = ".webdeploy-release-complete"
@@ -135,7 +135,9 @@ def fixture_killed(scenario_dir, baseline, index_lost):
     for case, version, point in KILL_POINTS:
         before, previous = serving(host, "shop.test"), link(host, "shop", "previous")
         with load({W: host}, "shop.test") as counts:
-            output, _, fired = deploy_with(scenario_dir, version, "shop", point, "kill", {W: host}, "--limit", W)
+            held = []
+            output, _, fired = deploy_with(scenario_dir, version, "shop", point, "kill", {W: host}, "--limit", W,
+                                           observe=lambda h: held.append(priorities(h)))
             after_kill = serving(host, "shop.test"), complete(host, "shop")
             previous_after_kill = link(host, "shop", "previous")
             canary_after_kill = canary_left(host, "shop")
@@ -146,7 +148,8 @@ def fixture_killed(scenario_dir, baseline, index_lost):
         outcomes.append({"case": case, "version": version, "before": before, "fired": fired, "output": output,
                          "after_kill": after_kill, "previous": (previous, previous_after_kill), "refused": refused, "recovered": recovered, "counts": counts,
                          "now": (serving(host, "shop.test"), complete(host, "shop")),
-                         "canary": (canary_after_kill, canary_left(host, "shop"))})
+                         "canary": (canary_after_kill, canary_left(host, "shop")),
+                         "priorities": held[0] if held else None})
     return outcomes
 
 
@@ -194,6 +197,22 @@ def test_a_canary_left_by_a_killed_deploy_is_stopped_by_the_next_one(killed):
     for other in killed:
         if other is not o:
             assert other["canary"] == (("inactive", ""), ("inactive", "")), (other["case"], other["canary"])
+
+
+def test_the_deploy_work_runs_lowered_and_serving_does_not(killed):
+    # Held while its canary runs: the canary (the deploy's work) at release_work_nice 19,
+    # every process Circus runs at 0. Held during the reload, old and new processes side
+    # by side: all at 0 (Circus starts them; the deploy only asks it to).
+    canary = next(o for o in killed if o["case"] == "during the canary")["priorities"]
+    assert canary is not None
+    assert sorted({nice for unit, nice in canary if unit == "webdeploy-canary-shop.service"}) == [19], canary
+    assert sorted({nice for unit, nice in canary if unit == "circus.service"}) == [0], canary
+    reload = next(o for o in killed if o["case"] == "during the reload")["priorities"]
+    assert reload is not None
+    assert sorted({nice for unit, nice in reload if unit == "circus.service"}) == [0], reload
+    # Twice the usual processes: the new ones are up next to the old ones.
+    assert sum(unit == "circus.service" for unit, _ in reload) > sum(unit == "circus.service" for unit, _ in canary), \
+        (canary, reload)
 
 
 # --- the disk holding the releases is full -----------------------------------------

@@ -73,7 +73,7 @@ CASES = [
     ("rollback with keep_releases 1", ROLLBACK, "keep_releases=1", {},
      "Invalid webapp_apps: app webxample: keep_releases must be 2 or more (current and previous)"),
     ("smoke test of an app with a misspelt field", SMOKE, "numprocess=4", {},
-     "Invalid webapp_apps: app webxample: unknown field(s) numprocess; the fields are canary_timeout, check_command,"),
+     "Invalid webapp_apps: app webxample: unknown field(s) numprocess; the fields are backlog, canary_timeout, check_command,"),
     # The paths the roles share are spelled once (group_vars/all/paths.yml): a setting an
     # older version read is refused, not ignored for the default path.
     ("webapp_root, now webdeploy_app_root", SITE, "webapp_root=/opt/apps", {},
@@ -84,6 +84,15 @@ CASES = [
     ("server name with a space, and a new operator", SITE, "server_names=bad name.test, operator", {},
      'app webxample: server_names must be names without spaces'),
     ("watcher with a user that does not exist", SITE, "ghost watcher", {}, "watcher ghost: user nosuchuser does not exist"),
+    # The deploy's work runs at lowered priority (release_work_*): a weight systemd refuses
+    # would fail the first install, after the lock; it is refused up front.
+    ("CPU weight 0", DEPLOY, {"app_name": V, "app_version": "1.0.0", "release_work_cpu_weight": 0}, {},
+     "release_work_cpu_weight and release_work_io_weight are systemd weights from 1 to 10000 (services weigh 100);"
+     " got 0 and 10."),
+    # A backlog above net.core.somaxconn (4096 in the containers) would be capped without a word.
+    ("app backlog above somaxconn", SITE, "backlog=65535", {},
+     f"On {WEB[0]}: app webxample: backlog 65535 is above 4096: the kernel would cap it at net.core.somaxconn 4096"
+     " without a word. Raise that sysctl or lower the app's backlog. Nothing was changed."),
     ("vault password file missing", DEPLOY, {"app_name": V, "app_version": "1.0.0"},
      {"ANSIBLE_VAULT_IDENTITY_LIST": "sandbox@/nonexistent/vault-password"},
      "The vault password file /nonexistent/vault-password was not found"),
@@ -104,6 +113,8 @@ def extra_vars(scenario_dir, spec):
         return {"app_name": V, "webapp_apps": with_first_app(scenario_dir, keep_releases=1)}
     if spec == "numprocess=4":
         return {"app_name": V, "app_version": "1.0.0", "webapp_apps": with_first_app(scenario_dir, numprocess=4)}
+    if spec == "backlog=65535":
+        return {"webapp_apps": with_first_app(scenario_dir, backlog=65535)}
     if spec == "webapp_root=/opt/apps":
         return {"webapp_root": "/opt/apps"}
     if spec == "server_names=bad name.test, operator":

@@ -39,6 +39,11 @@ options:
     description: The command that starts the canary as the transient unit O(unit) (state=tested).
     type: list
     elements: str
+  slow_hint:
+    description: Appended, in parentheses, to the reason of a canary that did not answer in time
+      (state=tested): why it may be slow, e.g. that it ran at a lowered priority.
+    type: str
+    default: ''
   hold:
     description: Fault tests only (release_fault_hold). C(canary) holds once the canary has started.
     type: str
@@ -190,6 +195,11 @@ def probe(socket_path, host, scheme, health_path, version, smoke_paths, timeout,
     return True, "", checked
 
 
+def with_hint(reason, hint):
+    """A timeout's reason with the hint (why a canary may be slow), other reasons as they are."""
+    return f"{reason} ({hint})" if hint and reason.startswith("it did not answer") else reason
+
+
 def said(output_file):
     """The canary's last lines of output, as a sentence to append to a reason."""
     lines = last_lines(output_file)
@@ -207,7 +217,7 @@ def tested(module, p):
         hold("canary", p["hold"], p["hold_dir"])
         passed, reason, checked = probe(p["socket"], p["host"], p["scheme"], p["health_path"], p["version"],
                                         p["smoke_paths"], p["timeout"], lambda: unit_state(p["unit"]) in RUNNING)
-        return passed, reason if passed else reason + said(p["output_file"]), checked
+        return passed, reason if passed else with_hint(reason, p.get("slow_hint")) + said(p["output_file"]), checked
     finally:
         # KillMode=control-group: stopping the unit ends every process of the canary.
         if unit_state(p["unit"]) in RUNNING:
@@ -228,6 +238,7 @@ def main():
             "smoke_paths": {"type": "list", "elements": "dict", "default": []},
             "timeout": {"type": "int", "default": 30},
             "output_file": {"type": "path"},
+            "slow_hint": {"type": "str", "default": ""},
             "hold": {"type": "str", "default": ""},
             "hold_dir": {"type": "path", "default": "/run/webdeploy-hold"},
         },
