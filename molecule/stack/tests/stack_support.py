@@ -93,17 +93,22 @@ def record(case, counts):
     LOAD_REPORT.append((case, counts))
 
 
+# Requests a second per web host: a gap of 50 ms in serving fails a request, and the two
+# hosts' loops leave the 2 cores to the deploy, the app and the scenarios running beside.
+LOAD_RATE = 20
+
+
 @contextmanager
 def load(hosts, name="webxample.test"):
     """Requests through nginx on each of `hosts` ({name: host}) while the block runs.
 
     /usr/local/bin/stack-load (prepare.yml) GETs / one new connection at a time,
-    a bounded loop that stops when the block ends. Yields a dict that is filled, after
+    LOAD_RATE a second at most, a bounded loop that stops when the block ends. Yields a dict that is filled, after
     the block, with each host's counts: {host: {"ok", "failed", "versions", "errors"}}.
     """
     for h in hosts.values():
         h.run("rm -f /run/stack-load.stop /run/stack-load.json; "
-              f"systemd-run --unit=stack-load --collect /usr/local/bin/stack-load {name} /run/stack-load.json")
+              f"systemd-run --unit=stack-load --collect /usr/local/bin/stack-load {name} /run/stack-load.json {LOAD_RATE}")
     counts = {}
     time.sleep(2)
     try:
