@@ -15,7 +15,9 @@ JSON document on stdout:
     {"requests": [[t_sent, latency_s, status, version, error, lag_s], ...],
      "switches": [[t, link_target], ...], "started": t, "ended": t, "cpu_s": s, ...}
 
-cpu_s is the CPU time (user + system) this process used.
+cpu_s is the CPU time (user + system) this process used; connect_errors counts the
+"connect" errors by errno name (ECONNREFUSED: the server refused; EMFILE would be this
+client out of file descriptors, which its raised limit and --max-in-flight prevent).
 
 status is 0 when no HTTP answer came; error is "" / "connect" (refused, reset before an
 answer) / "timeout" / "closed" (connection closed without a complete answer) / "client"
@@ -25,9 +27,12 @@ request left compared to its schedule (shows when this client itself could not k
 
 import argparse
 import asyncio
+import collections
+import errno
 import json
 import os
 import re
+import resource
 import sys
 import threading
 import time
@@ -44,13 +49,27 @@ def parse_args():
     p.add_argument("--host-header", required=True)
     p.add_argument("--rate", type=float, default=250.0, help="requests per second")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request, connect included")
-    p.add_argument("--max-in-flight", type=int, default=2000)
+    p.add_argument("--max-in-flight", type=int,
+                   help="requests in flight at most (default: --rate x --timeout, so that the client gives"
+                        " up on a request only at its timeout, as a patient user would)")
     p.add_argument("--max-seconds", type=float, default=900.0, help="safety stop")
     p.add_argument("--watch", default="", help="symlink whose changes are the switch times")
     return p.parse_args()
 
 
-async def one_request(args, request_bytes, scheduled, records, in_flight):
+def raise_open_files(wanted):
+    """Raise this process's soft limit of open files towards `wanted` (up to the hard
+    limit: an ssh session starts at 1024, fewer than the requests a slow server keeps in
+    flight); returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+async def one_request(args, request_bytes, scheduled, records, in_flight, connect_errors):
     sent = time.time()
     status, version, error = 0, "", ""
     try:
@@ -73,8 +92,9 @@ async def one_request(args, request_bytes, scheduled, records, in_flight):
                 version = (m.group(1) or m.group(2)).decode()
     except TimeoutError:
         error = "timeout"
-    except (ConnectionError, OSError):
+    except (ConnectionError, OSError) as e:
         error = "connect"
+        connect_errors[errno.errorcode.get(e.errno, type(e).__name__)] += 1
     finally:
         in_flight[0] -= 1
     records.append((round(sent, 4), round(time.time() - sent, 4), status, version, error,
@@ -104,7 +124,13 @@ async def main():
     threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)),
                      daemon=True).start()
 
+    # One descriptor per request in flight, and some to spare; the cap below is the
+    # client's own ("client" records), never a failure to open a socket.
+    args.max_in_flight = args.max_in_flight or int(args.rate * args.timeout) + 100
+    limit = raise_open_files(args.max_in_flight + 64)
+    args.max_in_flight = min(args.max_in_flight, limit - 64)
     records, switches, tasks, in_flight = [], [], set(), [0]
+    connect_errors = collections.Counter()
     watcher = asyncio.create_task(watch_link(args.watch, switches, stop)) if args.watch else None
     started = time.time()
     print(f"loadgen: started at {started:.3f}", file=sys.stderr, flush=True)
@@ -123,7 +149,8 @@ async def main():
             records.append((round(time.time(), 4), 0.0, 0, "", "client", round(time.time() - scheduled, 4)))
             continue
         in_flight[0] += 1
-        task = asyncio.create_task(one_request(args, request_bytes, scheduled, records, in_flight))
+        task = asyncio.create_task(one_request(args, request_bytes, scheduled, records, in_flight,
+                                                       connect_errors))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     ended = time.time()
@@ -135,7 +162,8 @@ async def main():
     records.sort()
     json.dump({"started": started, "ended": ended, "rate": args.rate, "path": args.path,
                "host_header": args.host_header, "timeout": args.timeout,
-               "requests": records, "switches": switches, "cpu_s": round(sum(os.times()[:2]), 2)}, sys.stdout)
+               "requests": records, "switches": switches, "cpu_s": round(sum(os.times()[:2]), 2),
+               "max_in_flight": args.max_in_flight, "connect_errors": dict(connect_errors)}, sys.stdout)
     sys.stdout.flush()
 
 

@@ -242,11 +242,14 @@ def test_calibrate_takes_a_list_of_rates_and_measures_steady_load_only():
     assert (args.calibrate, args.plot, args.out.name, args.min_seconds) == (
         [100.0, 150.5], None, "downtime-calibrate.json", 0.0)
     assert downtime.parse_args([], cpus={0, 1}).calibrate is None
+    assert downtime.parse_args(["--calibrate", "100"], cpus={0, 1}).lead == 60.0
+    assert downtime.parse_args(["--calibrate", "100", "--calibrate-seconds", "30"], cpus={0, 1}).lead == 30.0
 
 
 @pytest.mark.parametrize(("argv", "said"), [
     (["--calibrate", "100,lots"], "--calibrate 100,lots: 'lots' is not a number of requests per second"),
     (["--calibrate", "100", "--smoke"], "--calibrate measures steady load only: not with --smoke or --from-raw"),
+    (["--calibrate", "100", "--calibrate-seconds", "5"], "--calibrate-seconds 5: at least 10"),
 ])
 def test_calibrate_refuses_what_it_cannot_measure(argv, said, capsys):
     with pytest.raises(SystemExit):
@@ -443,3 +446,30 @@ def test_the_report_prints_each_set_up_and_both_side_by_side(capsys):
     assert "stderr.log: 3 x [N] [INFO] Booting worker with pid: N" in out
     assert "ours: deploy.yml 1.7.0 (fails under" in out
     assert "| shared" in out and "| separated" in out
+
+
+def test_the_work_before_a_switch_is_counted_apart_from_the_switch():
+    # The switch at 4.5 s: the deploy's own work is what was sent before 2.5 s (WINDOW
+    # before it); an action with no switch in its window is all "before".
+    report = downtime.analyse(raw([
+        {"action": "deploy.yml 1.1.0", "row": "deploy", "start": 0.5, "end": 5.0, "expected": True, "outcome": "ok"},
+        {"action": "deploy.yml 1.5.0 (broken)", "row": "broken release", "start": 5.8, "end": 7.0,
+         "expected": True, "outcome": "failed as expected (rc 2): ..."},
+    ]))
+    before = [(a["before_switch"]["requests"], a["before_switch"]["failed"], a["before_switch"]["seconds"])
+              for a in report["actions"]]
+    assert before == [(1, 0, 2.0), (2, 1, 4.2)]
+
+
+def test_the_load_generator_raises_its_open_files_limit(monkeypatch):
+    _lg = SourceFileLoader("bench_loadgen", str(PROJECT / "bench" / "loadgen.py"))
+    loadgen = importlib.util.module_from_spec(importlib.util.spec_from_loader(_lg.name, _lg))
+    _lg.exec_module(loadgen)
+    limits = {"now": (1024, 20000)}
+    monkeypatch.setattr(loadgen.resource, "getrlimit", lambda _: limits["now"])
+    monkeypatch.setattr(loadgen.resource, "setrlimit", lambda _, v: limits.update(now=v))
+    assert loadgen.raise_open_files(2064) == 2064 and limits["now"] == (2064, 20000)
+    limits["now"] = (1024, 1500)
+    assert loadgen.raise_open_files(2064) == 1500  # up to the hard limit, no further
+    limits["now"] = (4096, 20000)
+    assert loadgen.raise_open_files(2064) == 4096  # never lowered
