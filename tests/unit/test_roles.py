@@ -28,7 +28,9 @@ def test_defaults_are_prefixed_and_match_the_argument_spec(role):
 @pytest.mark.parametrize("role", ROLES)
 def test_templates_carry_the_ansible_managed_header(role):
     for template in (PROJECT / "roles" / role / "templates").rglob("*.j2"):
-        first = template.read_text(encoding="utf-8").splitlines()[0]
+        lines = template.read_text(encoding="utf-8").splitlines()
+        # A script's shebang must stay its first line: the header follows it.
+        first = lines[1] if lines[0].startswith("#!") else lines[0]
         assert re.search(r"ansible_managed\s*\|\s*comment", first), template
 
 

@@ -78,6 +78,14 @@ def priorities(host):
     return [(unit, int(nice)) for unit, nice in (line.split() for line in out.splitlines() if len(line.split()) == 2)]
 
 
+def held_nice(host, point):
+    """The nice level of the module process waiting at hold point `point` (its pid is in
+    the hold file), or None when there is none."""
+    with host.sudo():
+        out = host.run(f"ps -o ni= -p $(cat {HOLD_DIR}/{point})").stdout.strip()
+    return int(out) if out.lstrip("-").isdigit() else None
+
+
 def masters(host, app):
     """PIDs of the gunicorn masters Circus runs for the app."""
     with host.sudo():

@@ -15,7 +15,8 @@ import pytest
 import testinfra
 import yaml
 from sandbox_support import PROJECT, recap, run_playbook
-from stack_support import WEB, canary_left, deploy, deploy_with, get, link, load, masters, priorities, record, serving
+from stack_support import (WEB, canary_left, deploy, deploy_with, get, held_nice, link, load, masters, priorities, record,
+                           serving)
 
 W = WEB[0]
 MARKER = ".webdeploy-release-complete"
@@ -137,7 +138,7 @@ def fixture_killed(scenario_dir, baseline, index_lost):
         with load({W: host}, "shop.test") as counts:
             held = []
             output, _, fired = deploy_with(scenario_dir, version, "shop", point, "kill", {W: host}, "--limit", W,
-                                           observe=lambda h: held.append(priorities(h)))
+                                           observe=lambda h, p=point: held.append((priorities(h), held_nice(h, p))))
             after_kill = serving(host, "shop.test"), complete(host, "shop")
             previous_after_kill = link(host, "shop", "previous")
             canary_after_kill = canary_left(host, "shop")
@@ -149,7 +150,8 @@ def fixture_killed(scenario_dir, baseline, index_lost):
                          "after_kill": after_kill, "previous": (previous, previous_after_kill), "refused": refused, "recovered": recovered, "counts": counts,
                          "now": (serving(host, "shop.test"), complete(host, "shop")),
                          "canary": (canary_after_kill, canary_left(host, "shop")),
-                         "priorities": held[0] if held else None})
+                         "priorities": held[0][0] if held else None,
+                         "module_nice": held[0][1] if held else None})
     return outcomes
 
 
@@ -213,6 +215,10 @@ def test_the_deploy_work_runs_lowered_and_serving_does_not(killed):
     # Twice the usual processes: the new ones are up next to the old ones.
     assert sum(unit == "circus.service" for unit, _ in reload) > sum(unit == "circus.service" for unit, _ in canary), \
         (canary, reload)
+    # The modules holding there (release_canary, release_rollout) ran lowered as well: the
+    # deploy's wrapper interpreter (release_work_modules), nice 19.
+    assert [(o["case"], o["module_nice"]) for o in killed if o["case"] in ("during the canary", "during the reload")] \
+        == [("during the reload", 19), ("during the canary", 19)]
 
 
 # --- the disk holding the releases is full -----------------------------------------
