@@ -87,10 +87,10 @@ class Host:
         return subprocess.run(self.ssh + [f"test -f {self.home}/releases/{version}/venv/bin/python"]).returncode == 0
 
 
-def playbook(inventory, log, name, *extra, env=None, fail=True):
-    """ansible-playbook with the project's settings; its output goes to the log file.
-    Returns (rc, seconds, output)."""
-    cmd = ["ansible-playbook", "-i", inventory, name, *extra]
+def playbook(inventory, log, name, *extra, env=None, fail=True, nice=0):
+    """ansible-playbook with the project's settings (under `nice -n NICE` when nice is not 0);
+    its output goes to the log file. Returns (rc, seconds, output)."""
+    cmd = [*niced(nice), "ansible-playbook", "-i", inventory, name, *extra]
     log.write(f"\n$ {shlex.join(cmd)}{' with ' + str(env) if env else ''}\n")
     log.flush()
     t = time.monotonic()
@@ -101,6 +101,11 @@ def playbook(inventory, log, name, *extra, env=None, fail=True):
     if r.returncode and fail:
         raise SystemExit(f"bench: {shlex.join(cmd)} failed (rc {r.returncode}), see {log.name}")
     return r.returncode, seconds, r.stdout
+
+
+def niced(nice):
+    """The prefix that runs a command at this niceness ([] for 0)."""
+    return ["nice", "-n", str(nice)] if nice else []
 
 
 def uptime():

@@ -24,6 +24,7 @@ DEFAULTS = {
     "env": {},
     "numprocesses": 2,
     "workers": 2,
+    "rollout_surge": 0,
     "gunicorn_args": [],
     "graceful_timeout": 30,
     "backlog": 2048,
@@ -116,6 +117,9 @@ def _app_errors(a):
     for field in ("numprocesses", "workers"):
         if not (_is_int(a[field]) and a[field] >= 1):
             yield f"{field} must be 1 or more"
+    if not (_is_int(a["rollout_surge"]) and a["rollout_surge"] >= 0):
+        yield ("rollout_surge must be 0 (all the new processes at once) or the number of new processes"
+               " a deploy starts at a time")
     if not (_is_int(a["backlog"]) and 1 <= a["backlog"] <= 65535):
         yield "backlog must be 1 to 65535 connections (the kernel caps it at net.core.somaxconn)"
     if not (_is_int(a["graceful_timeout"]) and a["graceful_timeout"] >= 1):

@@ -13,6 +13,7 @@ from sandbox_support import ANSIBLE_PLAYBOOK, PROJECT
 @pytest.mark.parametrize("command", [
     ["bench/deploy_speed", "--smoke", "-i", "inventories/prod", "--hosts", "web1.example.com"],
     ["bench/downtime", "--smoke", "-i", "inventories/prod", "--host", "web1.example.com"],
+    ["bench/cpu-share", "-i", "inventories/prod", "--host", "web1.example.com"],
 ])
 def test_benchmarks_refuse_a_host_that_is_not_a_sandbox_host(command):
     env = {**os.environ, "PATH": f"{ANSIBLE_PLAYBOOK.parent}:{os.environ['PATH']}"}

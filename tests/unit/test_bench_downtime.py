@@ -246,6 +246,18 @@ def test_calibrate_takes_a_list_of_rates_and_measures_steady_load_only():
     assert downtime.parse_args(["--calibrate", "100", "--calibrate-seconds", "30"], cpus={0, 1}).lead == 30.0
 
 
+def test_the_controller_runs_at_the_niceness_asked_and_the_report_says_so():
+    assert downtime.parse_args([], cpus={0, 1}).controller_nice == 0
+    assert downtime.parse_args(["--controller-nice", "19"], cpus={0, 1}).controller_nice == 19
+    assert downtime.niced(19) == ["nice", "-n", "19"] and downtime.niced(0) == []
+
+
+def test_a_controller_niceness_outside_0_to_19_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        downtime.parse_args(["--controller-nice", "20"], cpus={0, 1})
+    assert "--controller-nice 20: a niceness from 0 to 19" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("argv", "said"), [
     (["--calibrate", "100,lots"], "--calibrate 100,lots: 'lots' is not a number of requests per second"),
     (["--calibrate", "100", "--smoke"], "--calibrate measures steady load only: not with --smoke or --from-raw"),

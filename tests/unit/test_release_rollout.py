@@ -268,3 +268,37 @@ def test_a_stray_that_ends_within_the_wait_does_not_fail_the_rollout(monkeypatch
     result = rollout_module.rollout(params(numprocesses=1, workers=1, user="app", strays_timeout=30), circus)
     assert (result["ready"], result["strays"]) == (True, [])
     assert host.now < 3 + 2 * ONE_LOOK
+
+
+def test_a_surge_of_one_replaces_one_process_at_a_time_each_ready_before_an_old_one_stops(monkeypatch):
+    host = Host([101, 102])
+    circus = host.patch(monkeypatch, at={1.0: lambda h: h.ready(201, 301, 302), 3.0: lambda h: h.ready(202, 303, 304)})
+    result = rollout_module.rollout(params(surge=1), circus)
+    assert result["ready"] is True and result["reason"] == "" and result["surge"] == 1
+    assert (result["old"], result["new"]) == ([101, 102], [201, 202])
+    assert commands(host) == [("set", "numprocesses", "3"), ("set", "numprocesses", "2"),
+                              ("set", "numprocesses", "3"), ("set", "numprocesses", "2")]
+    first_stop, second_start = host.events[1][0], host.events[2][0]
+    assert first_stop == pytest.approx(1.0, abs=ONE_LOOK), "101 stopped once 201 was ready, not before"
+    assert second_start == first_stop, "the second step starts as soon as the first is done"
+    assert host.events[3][0] == pytest.approx(3.0, abs=ONE_LOOK)
+    assert host.watcher == [201, 202]
+
+
+def test_a_failed_step_of_a_surge_leaves_the_old_processes_not_yet_stopped_serving(monkeypatch):
+    host = Host([101, 102])
+    circus = host.patch(monkeypatch, at={1.0: lambda h: h.ready(201, 301, 302), 2.0: lambda h: h.exit(202)})
+    result = rollout_module.rollout(params(surge=1, timeout=5), circus)
+    assert result["ready"] is False
+    assert result["reason"] == "process 202 exited while it booted"
+    assert 102 in host.watcher and 101 not in host.procs, "only the step that succeeded stopped an old process"
+    assert result["new"] == [201], "the new processes, for the caller to stop on the way back"
+
+
+@pytest.mark.parametrize("surge", [0, 2, 5])
+def test_a_surge_of_zero_or_of_numprocesses_or_more_starts_them_all_at_once(monkeypatch, surge):
+    host = Host([101, 102])
+    circus = host.patch(monkeypatch, at={1.0: lambda h: (h.ready(201, 301, 302), h.ready(202, 303, 304))})
+    result = rollout_module.rollout(params(surge=surge), circus)
+    assert result["ready"] is True and result["surge"] == 0
+    assert commands(host) == [("set", "numprocesses", "4"), ("set", "numprocesses", "2")]

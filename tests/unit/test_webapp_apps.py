@@ -30,7 +30,7 @@ def test_a_minimal_app_is_valid_and_gets_every_default():
     (app,) = resolved([APP])
     assert app == {
         **APP, "state": "present", "package": "shop", "manage_command": "shop", "env": {}, "numprocesses": 2,
-        "workers": 2, "gunicorn_args": [], "graceful_timeout": 30, "backlog": 2048, "static_url": "/static/",
+        "workers": 2, "rollout_surge": 0, "gunicorn_args": [], "graceful_timeout": 30, "backlog": 2048, "static_url": "/static/",
         "health_path": "/healthz", "smoke_paths": [{"path": "/", "status": 200}], "canary_timeout": 30,
         "check_command": ["check"], "hooks": [["migrate", "--noinput"], ["collectstatic", "--noinput"]],
         "keep_releases": 5, "tls": {}, "https_redirect": False, "hsts": False, "vhost": {}}
@@ -144,6 +144,19 @@ def test_package_and_manage_command_are_names(field, value):
 @pytest.mark.parametrize("value", [0, -1, "2", True, 2.5])
 def test_process_counts(field, value):
     assert app_errors(**{field: value}) == [f"app shop: {field} must be 1 or more"]
+
+
+@pytest.mark.parametrize("value", [-1, "1", True, 1.5])
+def test_rollout_surge_is_a_count(value):
+    assert app_errors(rollout_surge=value) == [
+        "app shop: rollout_surge must be 0 (all the new processes at once) or the number of new processes"
+        " a deploy starts at a time"]
+
+
+def test_rollout_surge_defaults_to_all_at_once_and_reaches_the_release_role():
+    assert resolved([APP])[0]["rollout_surge"] == 0
+    assert app_errors(rollout_surge=1) == [] and app_errors(rollout_surge=9) == []
+    assert resolved([{**APP, "rollout_surge": 1}])[0]["rollout_surge"] == 1
 
 
 @pytest.mark.parametrize("value", [0, 65536, "2048", True, 1.5])

@@ -139,6 +139,13 @@ def test_second_deploy_switches_to_the_new_version(web, second):
         assert status == 200 and "Version <strong>1.1.0</strong>" in page
         running = releases_running(host, "webxample")
         assert set(running.values()) == {"1.1.0"}, f"{name}: {running}"
+    # rollout_surge 2 (inventory/group_vars/web/apps.yml): the 4 processes replaced in two
+    # steps of 2, each ready before 2 old ones stopped; test_no_request_failed_during_the_deploy
+    # proves that no request failed across them.
+    text = " ".join(second[0].stdout.split())
+    steps = re.findall(r"4 new process\(es\) of 1\.1\.0 ready in [0-9.]+ s; 4 old one\(s\) stopped after that"
+                       r" \([0-9.]+ s in all\), started 2 at a time", text)
+    assert len(steps) == len(web), text[-4000:]
 
 
 def test_old_processes_stop_gracefully_with_their_workers(web, second):

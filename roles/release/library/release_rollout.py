@@ -21,6 +21,13 @@ description:
     O(ready_dir) when a worker is about to accept), then stops the old ones gracefully
     (numprocesses back: Circus stops the oldest). The old processes serve throughout, on the
     socket Circus owns; a reload of N processes takes about the app's boot time.
+  - O(surge) N, between 1 and O(numprocesses) - 1, rolls out N processes at a time: N new ones
+    start next to the old, and once they are ready N old ones stop, then the next N. Each
+    step's boot competes with serving for the CPU with N processes instead of all of them
+    (on a busy host the p99 across the switch is lower) and the host runs N more processes
+    instead of twice as many; the rollout takes about one boot time per step, and each step
+    gets O(timeout). A step that fails leaves the old processes not yet stopped serving, with
+    the new ones of the earlier steps. 0 (the default): all at once.
   - A stopped watcher is started, and waited for the same way.
   - O(stop_first) lists processes to stop before anything else (a release that failed its
     rollout); the others keep serving until the new ones are ready.
@@ -41,7 +48,8 @@ options:
   workers: {description: gunicorn workers per process., type: int, required: true}
   ready_dir: {description: Where the workers mark themselves ready., type: path, required: true}
   release_dir: {description: The directory of the release the new processes must run., type: path, required: true}
-  timeout: {description: Seconds the new processes may take to be ready., type: int, default: 30}
+  timeout: {description: Seconds the new processes may take to be ready (each step's with O(surge))., type: int, default: 30}
+  surge: {description: New processes started at a time (0 all)., type: int, default: 0}
   stop_timeout: {description: Seconds the old processes may take to stop (above graceful_timeout)., type: int, default: 60}
   stop_first: {description: PIDs to stop first (their workers too)., type: list, elements: int, default: []}
   log_file: {description: The watcher's stderr log; its last lines go into the reason., type: path}
@@ -62,6 +70,7 @@ strays: {description: Processes of other releases still running, as "pid program
 old: {description: The processes that served before (stopped when ready)., type: list}
 new: {description: The processes started., type: list}
 boot_seconds: {description: From the start of the new processes until all were ready., type: float}
+surge: {description: New processes started at a time (0 all at once: O(surge) 0 or not below O(numprocesses), or a stopped watcher)., type: int}
 seconds: {description: The whole rollout., type: float}
 """
 
@@ -229,15 +238,30 @@ def wait_strays(uid, release_dir, timeout):
         time.sleep(POLL)
 
 
+def wait_batch(p, circus, known, count):
+    """Wait for `count` processes that Circus started, not in `known`, then until they are
+    ready; (their pids, '' or why not). Each batch gets p["timeout"]."""
+    deadline = time.monotonic() + p["timeout"]
+    while True:
+        batch = [pid for pid in circus.pids() if pid not in known and pid not in p["stop_first"]]
+        if len(batch) >= count or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL)
+    reason = wait_ready(batch, p["workers"], p["ready_dir"], p["release_dir"], deadline, p["timeout"])
+    if not reason and len(batch) < count:
+        reason = f"Circus started {len(batch)} of {count} processes"
+    return batch, reason
+
+
 def rollout(p, circus):
-    result = {"ready": False, "reason": "", "old": [], "new": [], "strays": [], "boot_seconds": None}
+    result = {"ready": False, "reason": "", "old": [], "new": [], "strays": [], "boot_seconds": None, "surge": 0}
     # circusctl starts a Python each time (about 0.25 s): as few calls as it takes.
     before = circus.pids()
     if not before and circus.status() in ("stopped", "stopping"):
         circus.run("start", p["name"], "--waiting")
-        old = []
+        old, started = [], True
     else:
-        old = [pid for pid in before if pid not in p["stop_first"]]
+        old, started = [pid for pid in before if pid not in p["stop_first"]], False
         doomed = [pid for pid in p["stop_first"] if alive(pid)]
         for pid in doomed:
             # gunicorn's TERM is graceful: its workers finish their requests.
@@ -246,29 +270,34 @@ def rollout(p, circus):
         if left:
             result["reason"] = f"processes {', '.join(map(str, left))} still run {p['stop_timeout']} s after SIGTERM"
             return result
-        # The old ones, and as many new ones next to them. Circus starts the new ones at
-        # once (warmup_delay 0), replacing one stopped first that it had not reaped yet.
-        circus.run("set", p["name"], "numprocesses", str(len(old) + p["numprocesses"]), "--waiting")
-        hold("rollout", p.get("hold", ""), p.get("hold_dir", ""))
     result["old"] = old
-    boot = time.monotonic()
-    deadline = boot + p["timeout"]
-    while True:
-        new = [pid for pid in circus.pids() if pid not in old and pid not in p["stop_first"]]
-        if len(new) >= p["numprocesses"] or time.monotonic() >= deadline:
-            break
-        time.sleep(POLL)
-    reason = wait_ready(new, p["workers"], p["ready_dir"], p["release_dir"], deadline, p["timeout"])
-    if not reason and len(new) < p["numprocesses"]:
-        reason = f"Circus started {len(new)} of {p['numprocesses']} processes"
+    surge = p.get("surge") or 0
+    step = surge if old and 0 < surge < p["numprocesses"] else p["numprocesses"]
+    result["surge"] = step if step < p["numprocesses"] else 0
+    boot, new, left_old = time.monotonic(), [], len(old)
+    while len(new) < p["numprocesses"]:
+        count = min(step, p["numprocesses"] - len(new))
+        if not (started and not new):
+            # The old ones, and `count` new ones next to them. Circus starts the new ones
+            # at once (warmup_delay 0), replacing one stopped first that it had not reaped yet.
+            circus.run("set", p["name"], "numprocesses", str(left_old + len(new) + count), "--waiting")
+            if not new:
+                hold("rollout", p.get("hold", ""), p.get("hold_dir", ""))
+        batch, reason = wait_batch(p, circus, old + new, count)
+        new += batch
+        if reason:
+            result["boot_seconds"] = round(time.monotonic() - boot, 2)
+            # All of them, with any replacement Circus started for one that exited.
+            result["new"] = [pid for pid in circus.pids() if pid not in old and pid not in p["stop_first"]]
+            said = last_lines(p["log_file"])
+            result["reason"] = reason + (f". The app's last lines on stderr: {said}" if said else "")
+            return result
+        if len(new) < p["numprocesses"] and left_old:
+            # A step done: as many old ones stop (Circus stops the oldest) as new ones came.
+            left_old -= min(count, left_old)
+            circus.run("set", p["name"], "numprocesses", str(left_old + len(new)), "--waiting")
     result["boot_seconds"] = round(time.monotonic() - boot, 2)
     result["new"] = new
-    if reason:
-        # All of them, with any replacement Circus started for one that exited.
-        result["new"] = [pid for pid in circus.pids() if pid not in old and pid not in p["stop_first"]]
-        said = last_lines(p["log_file"])
-        result["reason"] = reason + (f". The app's last lines on stderr: {said}" if said else "")
-        return result
     if old:
         # Circus stops the oldest: the old processes, each after its requests are done.
         circus.run("set", p["name"], "numprocesses", str(p["numprocesses"]), "--waiting")
@@ -298,6 +327,7 @@ def main():
             "ready_dir": {"type": "path", "required": True},
             "release_dir": {"type": "path", "required": True},
             "timeout": {"type": "int", "default": 30},
+            "surge": {"type": "int", "default": 0},
             "stop_timeout": {"type": "int", "default": 60},
             "stop_first": {"type": "list", "elements": "int", "default": []},
             "log_file": {"type": "path"},
