@@ -104,8 +104,16 @@ def playbook(inventory, log, name, *extra, env=None, fail=True, nice=0):
 
 
 def niced(nice):
-    """The prefix that runs a command at this niceness ([] for 0)."""
-    return ["nice", "-n", str(nice)] if nice else []
+    """The prefix that runs a command at this niceness ([] for 0). With autogroup scheduling
+    (kernel.sched_autogroup_enabled, for the processes of the root CPU cgroup, as this
+    script and ansible-playbook here), a process's nice level counts only among the
+    processes of its session; the session's autogroup competes with the web host's
+    container (a cgroup) at full weight, whatever its processes' nice levels. So the
+    command runs in a session of its own (setsid) whose autogroup gets the level too."""
+    if not nice:
+        return []
+    return ["setsid", "--wait", "sh", "-c",
+            f'echo {int(nice)} 2>/dev/null > /proc/self/autogroup; exec nice -n {int(nice)} "$@"', "niced"]
 
 
 def uptime():

@@ -3,6 +3,7 @@ small HTTP server on a Unix socket in this process: what passes, what fails at o
 what is waited for, and the sentence an operator reads."""
 
 import json
+import socket
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
@@ -133,6 +134,62 @@ def test_a_canary_that_never_answers_fails_after_the_timeout(tmp_path):
     passed, reason, _ = run(str(tmp_path / "never.sock"), clock, timeout=5)
     assert (passed, reason) == (False, "it did not answer GET /healthz within 5 s")
     assert clock.now >= 5
+
+
+def full_listener(path):
+    """A Unix socket that accepts nothing, its listen queue filled: a connect gets EAGAIN, as
+    on the app's socket when every process is busy. (listener, the connections queued)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    queued = []
+    while True:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.settimeout(0.1)
+        try:
+            client.connect(path)
+        except BlockingIOError:
+            client.close()
+            return listener, queued
+        queued.append(client)
+        assert len(queued) < 100, "the listen queue never filled"
+
+
+def test_a_full_listen_queue_is_waited_for_and_said_at_the_timeout(tmp_path):
+    # Overload is not a broken release: the probe waits (the old processes' answers are
+    # slow, not wrong), and names it if the queue is still full at the end.
+    listener, queued = full_listener(str(tmp_path / "busy.sock"))
+    clock = FakeClock()
+    passed, reason, _ = run(str(tmp_path / "busy.sock"), clock, timeout=5)
+    assert (passed, reason) == (False, "it did not answer GET /healthz within 5 s: its socket's listen queue was"
+                                       " full (the host is overloaded)")
+    assert clock.slept >= 20
+    for s in queued + [listener]:
+        s.close()
+
+
+def test_a_listen_queue_that_drains_in_time_passes(tmp_path):
+    path = str(tmp_path / "busy.sock")
+    listener, queued = full_listener(path)
+    clock = FakeClock()
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        if clock.slept == 3:  # the app catches up: its queue drains and it answers
+            for s in queued:
+                s.close()
+            server = socketserver.ThreadingUnixStreamServer(path, app({"/healthz": healthy(), "/": (200, "")}, []),
+                                                            bind_and_activate=False)
+            server.handle_error = lambda *args: None  # the closed connections of the full queue
+            server.socket.close()
+            server.socket = listener
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    result = canary.probe(path, "webxample.test", "http", "/healthz", "1.3.0", SMOKE, 30, lambda: True,
+                          clock=clock.clock, sleep=sleep)
+    assert result == (True, "", ["GET /healthz 200", "GET / 200"])
+    assert clock.slept == 3
 
 
 def test_a_timeout_names_why_the_canary_may_be_slow_and_other_reasons_do_not():

@@ -148,6 +148,32 @@ def test_second_deploy_switches_to_the_new_version(web, second):
     assert len(steps) == len(web), text[-4000:]
 
 
+# What a process of a release imports from it, and how many of those files have no
+# bytecode beside them (Python would compile them at each start: the app's user cannot
+# write __pycache__ in the root-owned release).
+IMPORTED_WITHOUT_BYTECODE = """
+import importlib.util, os, sys
+import webxample.wsgi  # the app as gunicorn loads it: Django set up, its views and models
+release = os.path.dirname(os.path.dirname(sys.executable))
+files = [m.__file__ for m in list(sys.modules.values())
+         if (getattr(m, "__file__", None) or "").startswith(release) and m.__file__.endswith(".py")]
+print(len(files), sum(not os.path.exists(importlib.util.cache_from_source(f)) for f in files))
+"""
+
+
+def test_the_new_release_starts_from_bytecode(web, second):
+    # release_compile_bytecode: the install compiled it, lowered; the new processes, at
+    # normal priority, only load it.
+    for name, host in web.items():
+        with host.sudo():
+            out = host.check_output(
+                "runuser -u webxample -- env -i PATH=/usr/bin:/bin LANG=C.UTF-8 /opt/circus/bin/circus-envexec"
+                f" /etc/circus/env/webxample.env -- /srv/apps/webxample/releases/1.1.0/venv/bin/python"
+                f" -c {shlex.quote(IMPORTED_WITHOUT_BYTECODE)}")
+        imported, without = map(int, out.split())
+        assert imported > 100 and without == 0, f"{name}: {without} of {imported} imported files have no bytecode"
+
+
 def test_old_processes_stop_gracefully_with_their_workers(web, second):
     # Each old gunicorn master stopped its workers, then itself (it did not die on the
     # socket it does not own, orphaning workers that would answer with the old code).
@@ -473,12 +499,25 @@ def test_requests_are_logged_and_keep_flowing_after_rotation(web, rolled_back):
 # --- check mode ---------------------------------------------------------------------
 # (Bad input: test_stack_input.py.)
 
+def module_interpreters(output):
+    """The interpreter of each module run on a host that a -vvv run shows, in order: the
+    last Python path of each pipelined SSH command ("... PYTHON && sleep 0")."""
+    return [re.findall(r"/[\w./-]*python[\w.-]*", line)[-1] for line in output.splitlines()
+            if "SSH: EXEC" in line and "&& sleep 0" in line and "python" in line]
+
+
 def test_check_mode_reports_and_changes_nothing(scenario_dir, rolled_back):
-    result = deploy(scenario_dir, "1.6.0", "webxample", "--check")
+    # -vvv: Ansible shows each module run's interpreter. A check-mode deploy runs only the
+    # checks before the deploy lock (the app's state), and those run lowered too, through
+    # the wrapper the earlier deploys installed (release_work_modules).
+    result = deploy(scenario_dir, "1.6.0", "webxample", "--check", "-vvv")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "1.1.0 -> 1.6.0 (check mode: nothing done)" in result.stdout
     changed = {h: s["changed"] for h, s in recap(result, WEB).items()}
     assert changed == dict.fromkeys(changed, 0), result.stdout[-3000:]
+    used = module_interpreters(result.stdout)
+    assert len(used) >= len(WEB), result.stdout[-3000:]  # at least the state of each host
+    assert set(used) == {"/usr/local/lib/webdeploy/python3-lowered"}, used
 
 
 # --- the benchmarks' smoke runs ---------------------------------------------------

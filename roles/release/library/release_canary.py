@@ -20,8 +20,9 @@ description:
     exactly as Circus will run it but with one worker and a private Unix socket that nginx does not use.
   - C(state=probed) waits, at most O(timeout) seconds, until the canary answers its health path, then
     asks the health path (200 naming O(version)) and each smoke path (its expected status) with the
-    headers nginx sends. Only "not answering yet" is waited for; a wrong answer, or a canary that
-    exited, ends the probe at once.
+    headers nginx sends. Only "not answering yet" (no socket, nothing accepting, or a listen queue
+    that is full, as on an overloaded host) is waited for; a wrong answer, or a canary that exited,
+    ends the probe at once.
   - C(state=tested) does it all in one round trip. It starts the canary with O(command), a
     C(systemd-run) of unit O(unit), probes it as C(state=probed) does, and stops it whatever
     happened. The directory of O(output_file) is created first, root's, mode 0750.
@@ -109,6 +110,9 @@ was:
 
 # A canary that is still starting: its socket does not exist yet, or nothing accepts on it.
 NOT_YET = (FileNotFoundError, ConnectionRefusedError)
+# The socket's listen queue is full (EAGAIN on a Unix socket): its processes are busy, as on
+# an overloaded host, not broken. Waited for too, up to the timeout, as a client would wait.
+QUEUE_FULL = BlockingIOError
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -168,20 +172,22 @@ def probe(socket_path, host, scheme, health_path, version, smoke_paths, timeout,
     checked = []
     wants = [(health_path, 200)] + [(p["path"], int(p["status"])) for p in smoke_paths]
     for index, (path, expected) in enumerate(wants):
+        full = False
         while True:
             left = deadline - clock()
             if left <= 0:
-                return False, f"it did not answer GET {path} within {timeout} s", checked
+                return False, late(path, timeout, full), checked
             try:
                 status, body = get(socket_path, path, headers, left)
                 break
             except socket.timeout:
-                return False, f"it did not answer GET {path} within {timeout} s", checked
+                return False, late(path, timeout, full), checked
             except (OSError, http.client.HTTPException) as error:
                 if not alive():
                     return False, f"it exited before it answered GET {path}", checked
-                if not isinstance(error, NOT_YET + (http.client.RemoteDisconnected, ConnectionResetError)):
+                if not isinstance(error, NOT_YET + (QUEUE_FULL, http.client.RemoteDisconnected, ConnectionResetError)):
                     return False, f"GET {path} failed: {error}", checked
+                full = isinstance(error, QUEUE_FULL)
                 sleep(0.2)
         checked.append(f"GET {path} {status}")
         if index == 0:
@@ -193,6 +199,12 @@ def probe(socket_path, host, scheme, health_path, version, smoke_paths, timeout,
         elif status != expected:
             return False, f"GET {path} answered {status}, expected {expected}: {start_of(body)}", checked
     return True, "", checked
+
+
+def late(path, timeout, full):
+    """Why the probe gave up at its timeout; a full listen queue at the last attempt is said."""
+    reason = f"it did not answer GET {path} within {timeout} s"
+    return reason + (": its socket's listen queue was full (the host is overloaded)" if full else "")
 
 
 def with_hint(reason, hint):
