@@ -39,6 +39,8 @@ DEFAULTS = {
     "https_redirect": False,
     "hsts": False,
     "vhost": {},
+    "sentry_dsn": "",
+    "sentry_project": "",
 }
 FIELDS = frozenset(DEFAULTS) | {"name", "package", "wsgi", "server_names", "manage_command", "reload_warmup"}
 
@@ -51,6 +53,10 @@ URL_PATH = re.compile(r"/\S*")
 STATUS = re.compile(r"[1-5][0-9][0-9]")
 # gunicorn's settings file: webdeploy passes its own (the readiness hooks).
 CONFIG_ARG = re.compile(r"-c|--config(=.*)?|-c.+")
+# A Sentry DSN: <scheme>://<public key>@<host>[:port][/path]/<project id>.
+SENTRY_DSN = re.compile(r"https?://[A-Za-z0-9]+@[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*/[0-9]+")
+# A Sentry project slug.
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
 # What a manage command (a console script in the venv) may be called.
 COMMAND = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -158,6 +164,12 @@ def _app_errors(a):
     for field in ("https_redirect", "hsts"):
         if not isinstance(a[field], bool):
             yield f"{field} must be true or false (got {_json(a[field])})"
+    # The DSN comes from the vault: it is never shown.
+    if not (a["sentry_dsn"] == "" or isinstance(a["sentry_dsn"], str) and SENTRY_DSN.fullmatch(a["sentry_dsn"])):
+        yield ("sentry_dsn must be empty or a Sentry DSN such as https://<public key>@sentry.example.com/<project id>"
+               " (the value is not shown: it belongs in the vault)")
+    if not (a["sentry_project"] == "" or isinstance(a["sentry_project"], str) and SLUG.fullmatch(a["sentry_project"])):
+        yield f"sentry_project must be empty (the app's name) or a Sentry project slug (got {_json(a['sentry_project'])})"
 
 
 def _smoke_paths_ok(paths):

@@ -33,7 +33,8 @@ def test_a_minimal_app_is_valid_and_gets_every_default():
         "workers": 2, "rollout_surge": 0, "gunicorn_args": [], "graceful_timeout": 30, "backlog": 2048, "static_url": "/static/",
         "health_path": "/healthz", "smoke_paths": [{"path": "/", "status": 200}], "canary_timeout": 30,
         "check_command": ["check"], "hooks": [["migrate", "--noinput"], ["collectstatic", "--noinput"]],
-        "keep_releases": 5, "tls": {}, "https_redirect": False, "hsts": False, "vhost": {}}
+        "keep_releases": 5, "tls": {}, "https_redirect": False, "hsts": False, "vhost": {}, "sentry_dsn": "",
+        "sentry_project": ""}
 
 
 def test_given_fields_win_over_defaults_and_the_input_is_not_changed():
@@ -295,3 +296,26 @@ def test_every_error_is_reported_at_once_for_every_app():
         "app Blog: name must match ^[a-z][a-z0-9_-]{0,31}$",
         "app Blog: server_names must list at least one name",
     ]
+
+
+DSN_RULE = ("app shop: sentry_dsn must be empty or a Sentry DSN such as https://<public key>@sentry.example.com/<project"
+            " id> (the value is not shown: it belongs in the vault)")
+
+
+@pytest.mark.parametrize("dsn", ["https://0123abcd@o1.ingest.sentry.io/42", "http://pubkey@sentry-recorder:9000/7",
+                                 "https://key@sentry.example.com/sub/path/3"])
+def test_good_sentry_dsns(dsn):
+    assert app_errors(sentry_dsn=dsn) == []
+
+
+@pytest.mark.parametrize("dsn", ["https://sentry.example.com/42", "sentry.example.com", "https://key@host/project",
+                                 "https://key:secret word@host/1", 42, None])
+def test_bad_sentry_dsns_are_refused_without_showing_them(dsn):
+    got = errors([{**APP, "sentry_dsn": dsn}])
+    assert got == [DSN_RULE]
+
+
+def test_sentry_project_is_a_slug():
+    assert app_errors(sentry_project="shop-web") == []
+    assert app_errors(sentry_project="Shop Web") == [
+        'app shop: sentry_project must be empty (the app\'s name) or a Sentry project slug (got "Shop Web")']

@@ -115,3 +115,9 @@ def test_sentry_is_initialised_with_a_dsn(tmp_path):
     assert report["sentry"]["active"] is True
     assert report["sentry"]["dsn"] == dsn
     assert report["sentry"]["release"].startswith("webxample@")
+
+
+def test_sentry_release_is_the_one_webdeploy_names(tmp_path):
+    report, _ = probe(tmp_path, **BASE, WEBXAMPLE_DATA_DIR=tmp_path, SENTRY_DSN="https://publickey@sentry.invalid/42",
+                      SENTRY_RELEASE="shop@1.4.0")
+    assert report["sentry"]["release"] == "shop@1.4.0"

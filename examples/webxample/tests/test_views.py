@@ -94,3 +94,15 @@ def test_each_request_is_logged(client, caplog):
         client.get("/healthz?probe=1")
     assert any(r.name == "webxample.requests" and r.getMessage().startswith("GET /healthz?probe=1 200 ")
                for r in caplog.records)
+
+
+def test_the_error_page_is_off_by_default(client):
+    assert client.get("/_error").status_code == 404
+
+
+def test_the_error_page_raises_when_asked_for(client, settings):
+    from webxample.views import DeliberateError
+
+    settings.ERROR_VIEW = True
+    with pytest.raises(DeliberateError, match=f"webxample {__version__}: deliberate error from GET /_error"):
+        client.get("/_error")

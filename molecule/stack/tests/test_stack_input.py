@@ -93,6 +93,14 @@ CASES = [
     ("app backlog above somaxconn", SITE, "backlog=65535", {},
      f"On {WEB[0]}: app webxample: backlog 65535 is above 4096: the kernel would cap it at net.core.somaxconn 4096"
      " without a word. Raise that sysctl or lower the app's backlog. Nothing was changed."),
+    # Metrics: the exporters' firewall and the monitor host's alerts (site.yml runs on web
+    # and monitor hosts here); the exporters' input is checked on every host.
+    ("exporters source that is not an address", SITE, {"exporters_allowed_sources": ["10.0.0.0/8", "monitor"]}, {},
+     "exporters_allowed_sources a list of IP addresses or networks such as 10.0.0.5 or 10.0.0.0/24"
+     ' (not addresses: "monitor").'),
+    ("alert duration in words", SITE, {"prometheus_alert_app_down_for": "5 minutes"}, {},
+     "These settings must be Prometheus durations such as 30s, 5m, 1h or 15d:"
+     ' prometheus_alert_app_down_for (got "5 minutes").'),
     ("vault password file missing", DEPLOY, {"app_name": V, "app_version": "1.0.0"},
      {"ANSIBLE_VAULT_IDENTITY_LIST": "sandbox@/nonexistent/vault-password"},
      "The vault password file /nonexistent/vault-password was not found"),
@@ -127,7 +135,7 @@ def extra_vars(scenario_dir, spec):
 
 def run_case(scenario_dir, case):
     _, playbook, spec, env, _ = case
-    args = ["--limit", "web"] if playbook == SITE else []
+    args = ["--limit", "web:monitor"] if playbook == SITE else []
     return run_playbook(scenario_dir, PROJECT / playbook, *args, extra_vars=extra_vars(scenario_dir, spec), env=env)
 
 

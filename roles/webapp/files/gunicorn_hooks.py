@@ -13,8 +13,29 @@
 # which wins over this file. A marker that cannot be written is logged, never fatal: the
 # worker serves, and the deploy, not seeing it ready, rolls back with the reason.
 import os
+import sys
 
 _ready_dir = os.environ.get("WEBDEPLOY_READY_DIR", "")
+
+
+def release_name(prefix):
+    """'<app>@<version>' of the release whose virtualenv `prefix` is
+    (<root>/<app>/releases/<version>/venv, reached through `current` or not); '' for any
+    other path."""
+    venv = os.path.realpath(prefix)
+    release = os.path.dirname(venv)
+    releases = os.path.dirname(release)
+    if os.path.basename(venv) != "venv" or os.path.basename(releases) != "releases":
+        return ""
+    return f"{os.path.basename(os.path.dirname(releases))}@{os.path.basename(release)}"
+
+
+# The release this process runs from, for Sentry's SDK (which reads SENTRY_RELEASE) and
+# anything else that asks: the app's env file cannot say it, since it outlives releases.
+# This file is read before the app is imported, in the canary as in the served processes.
+# A value in the env file wins.
+if "SENTRY_RELEASE" not in os.environ and release_name(sys.prefix):
+    os.environ["SENTRY_RELEASE"] = release_name(sys.prefix)
 
 
 def _marker(master, worker):

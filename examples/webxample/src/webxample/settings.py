@@ -133,5 +133,12 @@ if SENTRY_DSN:
     # Imported only when configured: without a DSN the SDK is never loaded.
     import sentry_sdk
 
-    # The Django integration turns itself on; SENTRY_ENVIRONMENT is read by the SDK.
-    sentry_sdk.init(dsn=SENTRY_DSN, release=f"webxample@{__version__}", send_default_pii=False)
+    # The Django integration turns itself on; SENTRY_ENVIRONMENT is read by the SDK. The
+    # release is the one webdeploy names (SENTRY_RELEASE=<app>@<version>: two apps may run
+    # this package), else this package's own.
+    sentry_sdk.init(dsn=SENTRY_DSN, release=env("SENTRY_RELEASE") or f"webxample@{__version__}",
+                    send_default_pii=False)
+
+# GET /_error raises an exception (a 500), to check that errors reach error tracking; off
+# unless asked for, so that nobody can fill a real project with test errors.
+ERROR_VIEW = env_bool("WEBXAMPLE_ERROR_VIEW")

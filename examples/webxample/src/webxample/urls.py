@@ -5,4 +5,5 @@ from webxample import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("_error", views.error, name="error"),
 ]
