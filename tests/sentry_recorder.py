@@ -178,9 +178,13 @@ def handler_for(recorder):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the listen backlog (the default 5 is for a toy)
+
+
 def serve(port, path, token, host="0.0.0.0"):
     """The server, not started yet (serve_forever())."""
-    return ThreadingHTTPServer((host, port), handler_for(Recorder(path, token)))
+    return Server((host, port), handler_for(Recorder(path, token)))
 
 
 if __name__ == "__main__":

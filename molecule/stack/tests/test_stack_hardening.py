@@ -75,15 +75,22 @@ def test_only_root_can_use_the_circus_control_socket(web):
                 assert host.run(f"runuser -u {app} -- /usr/local/sbin/circusctl list").rc != 0, f"{name}: {app}"
 
 
-def test_nothing_but_nginx_and_sshd_listens_on_tcp(web):
-    # The inventory asks for nothing else on the web hosts (the apps listen on unix sockets).
+def test_nothing_but_nginx_sshd_and_the_exporters_listens_on_tcp(web):
+    # The inventory asks for nothing else on the web hosts (the apps listen on unix
+    # sockets): sshd, nginx (its stub_status on loopback only), and the exporters, which
+    # their firewall table keeps to the monitor host (test_stack_monitoring.py). ss names
+    # the program only for root's processes here: the containers lack CAP_SYS_PTRACE.
+    exporters = {"9100", "9113", "3903"}
     for name, host in web.items():
         with host.sudo():
             listening = host.check_output("ss -Htlnp | awk '{print $4, $6}'").splitlines()
-        programs = {line.split('"')[1] for line in listening}
-        ports = {line.split()[0].rsplit(":", 1)[1] for line in listening}
+        programs = {line.split('"')[1] for line in listening if '"' in line}
+        sockets = {tuple(line.split()[0].rsplit(":", 1)) for line in listening}
+        ports = {port for _, port in sockets}
         assert programs <= {"nginx", "sshd"}, f"{name}: {listening}"
-        assert ports <= {"22", "80", "443"}, f"{name}: {listening}"
+        assert ports <= {"22", "80", "443", "8080"} | exporters, f"{name}: {listening}"
+        assert {address for address, port in sockets if port == "8080"} == {"127.0.0.1"}, f"{name}: {listening}"
+        assert exporters <= ports, f"{name}: {listening}"
         with host.sudo():
             assert host.check_output("ss -Hulnp | grep -v '127.0.0.11' || true") == "", f"{name}: UDP listeners"
 
