@@ -101,7 +101,7 @@ def test_the_error_page_is_off_by_default(client):
 
 
 def test_the_error_page_raises_when_asked_for(client, settings):
-    from webxample.views import DeliberateError
+    from webxample.error_view import DeliberateError
 
     settings.ERROR_VIEW = True
     with pytest.raises(DeliberateError, match=f"webxample {__version__}: deliberate error from GET /_error"):

@@ -101,6 +101,8 @@ CASES = [
     ("alert duration in words", SITE, {"prometheus_alert_app_down_for": "5 minutes"}, {},
      "These settings must be Prometheus durations such as 30s, 5m, 1h or 15d:"
      ' prometheus_alert_app_down_for (got "5 minutes").'),
+    ("log queue size in words", SITE, {"log_shipper_queue_max_disk_space": "lots"}, {},
+     'log_shipper_queue_max_disk_space must be a size such as 512m or 2g (got "lots")'),
     ("vault password file missing", DEPLOY, {"app_name": V, "app_version": "1.0.0"},
      {"ANSIBLE_VAULT_IDENTITY_LIST": "sandbox@/nonexistent/vault-password"},
      "The vault password file /nonexistent/vault-password was not found"),

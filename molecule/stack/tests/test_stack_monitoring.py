@@ -200,3 +200,75 @@ def test_a_sentry_that_cannot_be_reached_never_fails_a_deploy(scenario_dir, depl
     assert (f"Could not record the deploy of shop@{target} in Sentry"
             " (http://127.0.0.1:1/api/0/organizations/webdeploy-stack): ") in text, text[-3000:]
     assert "The deploy itself is done; nothing else depends on this record." in text
+
+
+# --- logs shipped to the monitor host -----------------------------------------------
+
+LOG_LINES = 600  # requests, one request line each in the app's stdout.log
+
+
+def marker_counts(host, files, run):
+    """{request number: how many lines carry it} over `files` (a shell glob) on `host`."""
+    out = host.check_output(f"cat {files} 2>/dev/null | grep -o 'logtest={run}-[0-9]*' | sort | uniq -c || true")
+    return {int(marker.rsplit("-", 1)[1]): int(count) for count, marker in (line.split() for line in out.splitlines())}
+
+
+def test_the_apps_request_lines_arrive_on_the_monitor_host_exactly_once(hosts):
+    # The app writes LOG_LINES request lines (30 a second) while, in turn, logrotate renames
+    # its logs (Circus reopens them), the shipper (rsyslog on the web host) restarts and the
+    # receiver (rsyslog on the monitor host) restarts. Each line must then be on the
+    # monitor host once: none lost (disk-assisted queues, read positions kept) and none
+    # twice (RELP re-sends what was not acknowledged; the receiver's writer drops ids it has).
+    web, monitor, run = hosts[WEB[0]], hosts[MONITOR], f"r{int(time.time())}"
+    web.check_output(
+        f"systemd-run --unit=stack-logtest-{run} --collect bash -c 'for i in $(seq 1 {LOG_LINES}); do "
+        f"curl -s -o /dev/null -H \"Host: webxample.test\" \"http://127.0.0.1/healthz?logtest={run}-$i\"; "
+        f"sleep 0.03; done; touch /run/stack-logtest-{run}.done'")
+    time.sleep(4)
+    web.check_output("logrotate -f /etc/logrotate.d/webxample")
+    time.sleep(4)
+    web.check_output("systemctl restart rsyslog.service")
+    time.sleep(4)
+    monitor.check_output("systemctl restart rsyslog.service")
+    poll("the request lines written", lambda: web.file(f"/run/stack-logtest-{run}.done").exists, timeout=180)
+
+    expected = dict.fromkeys(range(1, LOG_LINES + 1), 1)
+    written = marker_counts(web, "/var/log/webxample/stdout.log /var/log/webxample/stdout.log.1", run)
+    assert written == expected, f"the app wrote {len(written)} distinct request lines of {LOG_LINES}"
+    kept = f"/var/log/remote/{WEB[0]}/webxample/stdout.log"
+    deadline = time.monotonic() + 120  # a bounded wait for the queues to drain, not a timing
+    while len(arrived := marker_counts(monitor, kept, run)) < LOG_LINES and time.monotonic() < deadline:
+        time.sleep(2)
+    missing = sorted(set(expected) - set(arrived))
+    twice = {n: c for n, c in arrived.items() if c != 1}
+    assert arrived == expected, f"missing {len(missing)}: {missing[:20]}; more than once: {twice}"
+    # The receiver's own account of re-sent lines it did not write again (it can be 0).
+    seen = json.loads(monitor.file("/var/lib/webdeploy/log-receiver-seen.json").content_string)
+    print(f"request lines: {LOG_LINES} written, {LOG_LINES} arrived once; re-sent lines dropped by the "
+          f"receiver so far: {seen['dropped']}")
+
+
+def test_only_the_web_hosts_reach_the_log_receiver(hosts):
+    # RELP has no authentication of its own: the receiver's firewall table (role
+    # port_allowlist) lets the web hosts in and resets the index host's connection (curl 7).
+    for name in WEB:
+        rc, _, _ = curl(hosts[name], f"http://{MONITOR}:2514/")
+        assert rc not in (7, 28), f"{name} could not connect to the log receiver: curl exit {rc}"
+    assert curl(hosts[INDEX], f"http://{MONITOR}:2514/")[0] == 7, "the index host got through to the log receiver"
+
+
+def test_nginx_logs_and_both_hosts_are_kept_per_host_and_app(hosts):
+    # Every web host ships each app's four logs (Circus's stdout and stderr, nginx's access
+    # and error log) to <host>/<app>/<source>.log, group adm like /var/log.
+    monitor = hosts[MONITOR]
+    for name in WEB:
+        status, _ = get(hosts[name], f"/healthz?logtest=nginx-{name}", "shop.test")
+        assert status == 200
+        access = f"/var/log/remote/{name}/shop/access.log"
+        poll(f"shop's request in {access}",
+             lambda access=access, name=name: f"logtest=nginx-{name} " in monitor.file(access).content_string
+             if monitor.file(access).exists else False, timeout=60)
+        for app in ("webxample", "shop"):
+            for source in ("stdout", "stderr", "access"):
+                kept = monitor.file(f"/var/log/remote/{name}/{app}/{source}.log")
+                assert kept.exists and kept.group == "adm" and kept.mode == 0o640, f"{name} {app} {source}"

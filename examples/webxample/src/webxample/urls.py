@@ -1,9 +1,9 @@
 from django.urls import path
 
-from webxample import views
+from webxample import error_view, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("_error", views.error, name="error"),
+    path("_error", error_view.error, name="error"),
 ]

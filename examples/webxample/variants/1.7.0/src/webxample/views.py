@@ -3,11 +3,10 @@ import logging
 import os
 from functools import wraps
 
-from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import F
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -84,16 +83,3 @@ def healthz(request):
         logger.error("healthz: %s", error)
         return JsonResponse({"version": __version__, "database": "error", "error": error}, status=503)
     return JsonResponse({"version": __version__, "database": "ok"})
-
-
-class DeliberateError(Exception):
-    """What GET /_error raises."""
-
-
-@never_cache
-@require_safe
-def error(request):
-    """A 500 on purpose (settings.ERROR_VIEW), to check that errors reach error tracking."""
-    if not settings.ERROR_VIEW:
-        raise Http404("no such page")
-    raise DeliberateError(f"webxample {__version__}: deliberate error from GET /_error")
