@@ -101,6 +101,10 @@ CASES = [
     ("alert duration in words", SITE, {"prometheus_alert_app_down_for": "5 minutes"}, {},
      "These settings must be Prometheus durations such as 30s, 5m, 1h or 15d:"
      ' prometheus_alert_app_down_for (got "5 minutes").'),
+    # The receiver's firewall looks up its senders on the monitor host, in the first play.
+    ("log sender that does not resolve", SITE, {"log_receiver_sender_hosts": [WEB[0], "nosuchhost"]}, {},
+     "stack-monitor cannot resolve the web hosts nosuchhost, so the firewall of the log receiver could not"
+     " let them in: make the name resolve on this host"),
     ("log queue size in words", SITE, {"log_shipper_queue_max_disk_space": "lots"}, {},
      'log_shipper_queue_max_disk_space must be a size such as 512m or 2g (got "lots")'),
     ("vault password file missing", DEPLOY, {"app_name": V, "app_version": "1.0.0"},
