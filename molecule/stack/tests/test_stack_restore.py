@@ -81,7 +81,10 @@ def upload_password(scenario_dir):
                           "-a", "msg={{ devpi_upload_password | b64encode }}"],
                          capture_output=True, text=True, check=True,
                          env=dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"))).stdout
-    return base64.b64decode(re.search(r'"msg": "([^"]+)"', out).group(1)).decode()
+    # "msg": "..." (JSON) or msg: ... (YAML results, as Molecule's config sets them).
+    found = re.search(r'"?msg"?:\s*"?([A-Za-z0-9+/=]+)"?', out)
+    assert found, f"no password in the output of ansible's debug module: {out[-500:]}"
+    return base64.b64decode(found.group(1)).decode()
 
 
 def upload(scenario_dir, tmp_path, content):
