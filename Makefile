@@ -40,6 +40,7 @@ DEMO_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' examples/webxample/p
 demo: export ANSIBLE_VAULT_IDENTITY_LIST := sandbox@$(CURDIR)/tests/sandbox/vault-password
 demo: bootstrap
 	ansible-playbook -i $(SANDBOX) tests/sandbox/create.yml
+	ansible-playbook -i $(SANDBOX) tests/sandbox/acme-ca.yml
 	ansible-playbook -i $(SANDBOX) site.yml
 	ansible-playbook -i $(SANDBOX) playbooks/publish.yml -e publish_source=examples/webxample -e publish_skip_existing=true
 	ansible-playbook -i $(SANDBOX) deploy.yml -e app_version=$(DEMO_VERSION)

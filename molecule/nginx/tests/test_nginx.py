@@ -941,6 +941,7 @@ def test_without_the_catch_all_one_vhost_per_port_sets_the_backlog(host, no_catc
     assert applied.returncode == 0, applied.stdout[-3000:]
     seen = no_catch_all["hosts"][host.backend.host]
     assert seen["files"] == {"/etc/nginx/nginx.conf": 0, "/etc/nginx/sites-enabled/blog.conf": 4,
+                             "/etc/nginx/sites-enabled/certified.conf": 0,
                              "/etc/nginx/sites-enabled/down.conf": 0, "/etc/nginx/sites-enabled/shop.conf": 0}
     assert seen["backlogs"] == dict.fromkeys(LISTENERS, NO_CATCH_ALL_BACKLOG)
     # and back, by reload, to the catch-all's listens with converge.yml's backlog
@@ -1061,6 +1062,20 @@ BAD_INPUTS = {
                                              "claimed by more than one vhost: shop.test"),
     "invalid vhost name": ({"name": "Bad Name", "server_names": ["bad.test"]}, "Invalid nginx vhost name"),
     "same vhost twice in one list": (EXTRA, "appear more than once in the same list: extra"),
+    "wildcard name for an ACME certificate": (
+        {"name": "bad", "server_names": ["*.bad.test"], "tls": {"acme": {}}},
+        'gets its certificate from an ACME CA, so each of its server_names must be a plain DNS name the CA can '
+        'reach over HTTP (no wildcard, no regular expression, no IP address; got ["*.bad.test"])'),
+    "ACME CA over plain HTTP": (
+        {"name": "bad", "server_names": ["bad.test"], "tls": {"acme": {"directory": "http://ca.test/dir"}}},
+        'the directory must be an https:// URL (got "http://ca.test/dir")'),
+    "EAB key ID without its key": (
+        {"name": "bad", "server_names": ["bad.test"], "tls": {"acme": {"eab_kid": "kid-1"}}},
+        "eab_kid and eab_hmac_key both set (a key ID and a base64url key) or both empty"),
+    "certificate and ACME at once": (
+        {"name": "bad", "server_names": ["bad.test"],
+         "tls": {"acme": {}, "certificate": "/etc/ssl/certs/x.pem", "key": "/etc/ssl/private/x.key"}},
+        "or acme (a mapping, {} for the nginx_acme_* settings), not both"),
 }
 
 
