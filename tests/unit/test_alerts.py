@@ -36,7 +36,7 @@ def render(tmp_path, **extra):
 def test_the_rules_pass_promtool_check(tmp_path, promtool):
     got = subprocess.run([promtool, "check", "rules", str(render(tmp_path))], capture_output=True, text=True)
     assert got.returncode == 0, got.stdout + got.stderr
-    assert "SUCCESS: 7 rules found" in got.stdout
+    assert "SUCCESS: 8 rules found" in got.stdout
 
 
 def test_each_alert_fires_when_it_should(tmp_path, promtool):
@@ -63,4 +63,4 @@ def test_extra_rules_join_the_group(tmp_path, promtool):
          "labels": {"severity": "warning"}}])
     got = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert got.returncode == 0, got.stdout + got.stderr
-    assert "SUCCESS: 8 rules found" in got.stdout
+    assert "SUCCESS: 9 rules found" in got.stdout

@@ -1071,11 +1071,21 @@ BAD_INPUTS = {
         'the directory must be an https:// URL (got "http://ca.test/dir")'),
     "EAB key ID without its key": (
         {"name": "bad", "server_names": ["bad.test"], "tls": {"acme": {"eab_kid": "kid-1"}}},
-        "eab_kid and eab_hmac_key both set (a key ID and a base64url key) or both empty"),
-    "certificate and ACME at once": (
-        {"name": "bad", "server_names": ["bad.test"],
-         "tls": {"acme": {}, "certificate": "/etc/ssl/certs/x.pem", "key": "/etc/ssl/private/x.key"}},
-        "or acme (a mapping, {} for the nginx_acme_* settings), not both"),
+        "eab_kid and eab_hmac_key both set or both empty"),
+    "certificate without its key beside ACME": (
+        {"name": "bad", "server_names": ["bad.test"], "tls": {"acme": {}, "certificate": "/etc/ssl/certs/x.pem"}},
+        "or acme (a mapping, {} for the nginx_acme_* settings), or both (the pair then serves until the ACME "
+        "certificate is on the host)"),
+    "EAB key that is not base64url": (
+        {"name": "bad", "server_names": ["bad.test"], "tls": {"acme": {"eab_kid": "k", "eab_hmac_key": "a b"}}},
+        "The EAB HMAC key of vhost bad is not base64url"),
+    "two accounts at one CA": (
+        {"name": "bad", "server_names": ["bad.test"], "tls": {"acme": {
+            "directory": "https://nginx-debian13:14000/dir", "eab_kid": "other", "eab_hmac_key": "c2VjcmV0"}}},
+        "certbot keeps one account per CA on a host, registered with the email and EAB key ID of the first "
+        "certificate it obtained there, so the vhosts of one CA must give the same ones. They differ at "
+        "https://nginx-debian13:14000/dir: bad with email (none) and eab_kid other; certified with email "
+        "ops@example.com and eab_kid webdeploy-sandbox"),
 }
 
 

@@ -12,13 +12,16 @@ last; the tests then read what it saw. This module runs after test_nginx.py.
 
 import base64
 import json
+import os
+import re
+import subprocess
 import time
 
 import pytest
 import testinfra
 import yaml
-from sandbox_support import apply_role
-from test_nginx import HOSTS, SCENARIO_DIR, converge_vars, failure_of, request, run
+from sandbox_support import PROJECT, apply_role
+from test_nginx import HOSTS, SCENARIO_DIR, converge_vars, failure_of, request, run, snapshot, vhost
 
 ROOT = "/tmp/webdeploy-acme-root.pem"
 METRICS = "/var/lib/prometheus/node-exporter/webdeploy_certbot.prom"
@@ -133,6 +136,8 @@ def fixture_acme():
     root = run(ca, "curl -sS --fail https://localhost:15000/roots/0")  # the system trusts pebble's API CA
     assert root.rc == 0 and "BEGIN CERTIFICATE" in root.stdout, root.stderr
     seen = {}
+    for h in hosts:  # the tests start certbot.service themselves: no renewal in between
+        assert run(h, "systemctl stop certbot.timer").rc == 0
     for h in hosts:
         run(h, f"install -d {PROBE_SCRIPT.rsplit('/', 1)[0]}")
         for path, text in ((ROOT, root.stdout), (PROBE_SCRIPT, PROBE)):
@@ -161,6 +166,8 @@ def fixture_acme():
                                         metrics_failed=metrics(h))
     finally:
         run(ca, "systemctl start pebble")
+        for h in hosts:
+            run(h, "systemctl start certbot.timer")
     return seen
 
 
@@ -190,6 +197,7 @@ def test_renewal_serves_a_new_certificate_without_a_failed_request(host, acme):
     assert seen["metrics_renewed"]["webdeploy_certbot_renew_success"] == 1
     assert seen["metrics_renewed"][
         'webdeploy_tls_certificate_expiry_timestamp_seconds{cert_name="certified"}'] == seen["not_after_renewed"]
+    assert seen["metrics_renewed"]['webdeploy_tls_certificate_served_latest{cert_name="certified"}'] == 1
 
 
 def test_failed_renewal_keeps_the_certificate_serving_and_is_reported(host, acme):
@@ -236,3 +244,62 @@ def test_a_ca_that_cannot_be_reached_fails_the_run_and_the_vhost_stays_on_http(h
         role_vars["nginx_vhosts"][-1] = {"name": "pending", "state": "absent"}
         removed = apply_role(scenario_dir, "nginx", role_vars, "--limit", name)
         assert removed.returncode == 0, removed.stdout[-3000:]
+
+
+def test_switching_a_https_vhost_to_acme_never_drops_its_https(host, scenario_dir):
+    """blog serves HTTPS with an operator's pair. Switched to ACME alone, the run refuses
+    before changing anything (it would serve HTTP only until the certificate exists).
+    With the pair kept beside acme, the pair serves meanwhile: here the CA cannot be
+    reached, the run fails with certbot's words, and blog still answers over HTTPS."""
+    name = host.backend.host
+    unreachable = {"directory": f"https://{CA_HOST}:14999/dir"}
+    before = snapshot(host)
+    alone = converge_vars(scenario_dir)
+    vhost(alone, "blog")["tls"] = {"acme": unreachable}
+    refused = apply_role(scenario_dir, "nginx", alone, "--limit", name)
+    assert refused.returncode != 0, refused.stdout[-3000:]
+    assert (f"nginx vhosts blog serve HTTPS now, but their ACME certificate is not on {name} yet: this run would "
+            "serve them over HTTP only until certbot has it") in failure_of(refused, name), refused.stdout[-3000:]
+    assert snapshot(host) == before
+
+    kept = converge_vars(scenario_dir)
+    vhost(kept, "blog")["tls"] = {"acme": unreachable, **vhost(kept, "blog")["tls"]}
+    try:
+        failed = apply_role(scenario_dir, "nginx", kept, "--limit", name)
+        assert failed.returncode != 0, failed.stdout[-3000:]
+        assert (f"certbot could not obtain the certificate of nginx vhost blog (blog.test; no certificate yet) from "
+                f"https://{CA_HOST}:14999/dir: it keeps the certificate and key given beside acme until it has one."
+                ) in failure_of(failed, name), failed.stdout[-3000:]
+        assert request(host, "https://blog.test/healthz").body == "healthy"
+        assert run(host, "nginx -t").rc == 0
+    finally:
+        restored = apply_role(scenario_dir, "nginx", converge_vars(scenario_dir), "--limit", name)
+        assert restored.returncode == 0, restored.stdout[-3000:]
+
+
+def eab_key():
+    """The sandbox CA's EAB HMAC key, read through Ansible (it is vaulted)."""
+    out = subprocess.run([str(PROJECT / ".venv/bin/ansible"), "localhost", "-m", "ansible.builtin.debug",
+                          "-a", "var=sandbox_acme_eab_hmac_key", "-e", f"@{PROJECT}/tests/sandbox/acme-vars.yml",
+                          "-o"], capture_output=True, text=True, cwd=PROJECT, env=os.environ, check=False)
+    found = re.search(r'"sandbox_acme_eab_hmac_key": "([A-Za-z0-9_=-]+)"', out.stdout)
+    assert found and len(found.group(1)) >= 20, out.stdout + out.stderr
+    return found.group(1)
+
+
+def test_the_eab_key_appears_in_no_output_even_when_a_check_fails(host, scenario_dir):
+    """A check that fails on the ACME vhost prints the vhost (its item), and -vv prints
+    every item: the key shows as (secret), in the output and in ansible-runner's events
+    (what AWX keeps)."""
+    key = eab_key()
+    role_vars = converge_vars(scenario_dir)
+    vhost(role_vars, "certified")["headers"] = {"X-Bad": "one\ntwo"}
+    before = snapshot(host)
+    result = apply_role(scenario_dir, "nginx", role_vars, "--limit", host.backend.host, "-vv")
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "header values are one line" in " ".join(result.stdout.split())
+    assert '"eab_hmac_key": "(secret)"' in result.stdout or "eab_hmac_key: (secret)" in result.stdout, \
+        result.stdout[-3000:]
+    assert key not in result.stdout
+    assert key not in json.dumps(result.events)
+    assert snapshot(host) == before
