@@ -16,6 +16,9 @@ from ansible_runner.interface import init_command_config
 
 PROJECT = Path(__file__).resolve().parent.parent
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+# The sandbox's CA (scripts/sandbox-ca, run by tests/sandbox/create.yml), beside its SSH
+# key: the controller trusts it for the index's HTTPS on a published port.
+SANDBOX_CA = Path("/var/lib/webdeploy-sandbox/ca/ca.pem")
 
 
 def playbook_command(scenario_dir, playbook, *args, extra_vars=None, env=None):

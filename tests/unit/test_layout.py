@@ -159,6 +159,12 @@ def test_sandbox_publish_index_urls_use_a_published_port():
     for inv in SANDBOX_INVENTORIES:
         for host, hvars in sandbox_hostvars(inv).items():
             if "publish_index_url" in hvars:
-                match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/?", hvars["publish_index_url"])
-                assert match, f"{host} ({inv}): publish_index_url must be http://127.0.0.1:<published port>"
-                assert int(match[1]) in loopback_ports(host, hvars)[1:], f"{host} ({inv}) does not publish {match[1]}"
+                match = re.fullmatch(r"(https?)://(?:127\.0\.0\.1|localhost):(\d+)/?", hvars["publish_index_url"])
+                assert match, f"{host} ({inv}): publish_index_url must be http(s)://127.0.0.1 or localhost:<published port>"
+                assert int(match[2]) in loopback_ports(host, hvars)[1:], f"{host} ({inv}) does not publish {match[2]}"
+                # HTTPS goes to nginx's 443 on a host with a certificate of the sandbox's CA,
+                # plain HTTP to devpi's own port
+                inner = {p.split(":")[0]: p.split(":")[1] for p in hvars.get("sandbox_publish", [])}[match[2]]
+                assert (match[1], inner) in [("https", "443"), ("http", str(hvars.get("devpi_port", 3141)))], \
+                    f"{host} ({inv}): {hvars['publish_index_url']} is published to port {inner}"
+                assert match[1] == "http" or hvars.get("sandbox_tls") is True, f"{host} ({inv}) needs sandbox_tls"

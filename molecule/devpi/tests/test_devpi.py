@@ -383,6 +383,9 @@ def invalid_settings(**bad):
     ({"devpi_ca_bundle": "/nonexistent/ca.pem"},
      "devpi_ca_bundle /nonexistent/ca.pem is not a file on {host} (install ca-certificates). Nothing was changed."),
     ({"devpi_request_timeout": 0}, invalid_settings(devpi_request_timeout=0)),
+    ({"devpi_tls": {"acme": {}}},
+     "devpi_server_names must be host names (got []), and devpi_tls needs them: nginx answers for those names in "
+     "front of devpi-server; devpi_client_max_body_size is a size such as 64m (got \"64m\"). Nothing was changed."),
 ])
 def test_bad_input_fails_clearly_and_changes_nothing(host, scenario_dir, role_vars, message):
     check_once(host)

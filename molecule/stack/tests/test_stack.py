@@ -55,6 +55,20 @@ def test_builds_are_released_once(released):
     assert "1.0.0" in again.stdout and "already" in again.stdout, again.stdout[-3000:]
 
 
+def test_the_index_answers_only_through_its_tls_front(web, released):
+    """The releases were uploaded over HTTPS (publish.yml, trusting the sandbox's CA).
+    From a web host: devpi-server itself (port 3141) is not reachable, plain HTTP redirects
+    to HTTPS, and over HTTPS (the host trusts the CA) devpi knows its outside URL."""
+    host = web[WEB[0]]
+    direct = host.run("curl -sS -o /dev/null --max-time 10 http://stack-index:3141/+api")
+    assert direct.rc == 7, direct  # connection refused: devpi-server listens on loopback
+    redirect = host.check_output("curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "
+                                 "http://stack-index/acme/prod/+simple/")
+    assert redirect == "301 https://stack-index/acme/prod/+simple/"
+    api = json.loads(host.check_output("curl -sSf https://stack-index/+api"))
+    assert api["result"]["login"] == "https://stack-index/+login", api
+
+
 # --- first deploy -----------------------------------------------------------------
 
 @pytest.fixture(name="first", scope="module")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sandbox_support import PROJECT, run_playbook
+from sandbox_support import PROJECT, SANDBOX_CA, run_playbook
 from stack_support import WEB, deploy, link, serving
 
 INDEX = "stack-index"
@@ -24,7 +24,7 @@ VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.6.0"]  # re
 def wheel_hashes(web):
     """{file name: sha256} of webxample's wheels on the private index, from its simple page
     (what pip reads), asked from a web host."""
-    page = web.check_output("curl -sf http://stack-index:3141/acme/prod/+simple/webxample/")
+    page = web.check_output("curl -sf https://stack-index/acme/prod/+simple/webxample/")
     return dict(re.findall(r"(webxample-[0-9.]+-py3-none-any\.whl)#sha256=([0-9a-f]{64})", page))
 
 
@@ -89,12 +89,13 @@ def upload_password(scenario_dir):
 
 def upload(scenario_dir, tmp_path, content):
     """(HTTP status, body) of an upload of `content` as webxample 1.0.0's wheel to the
-    private index, through its port published on the controller, as the upload account."""
+    private index, over HTTPS through its port published on the controller (trusting the
+    sandbox's CA), as the upload account."""
     wheel = tmp_path / "webxample-1.0.0-py3-none-any.whl"
     wheel.write_bytes(content)
     out = subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "-u", f"acme:{upload_password(scenario_dir)}",
                           "-F", ":action=file_upload", "-F", "name=webxample", "-F", "version=1.0.0",
-                          "-F", f"content=@{wheel}", "http://127.0.0.1:2273/acme/prod/"],
+                          "-F", f"content=@{wheel}", "--cacert", str(SANDBOX_CA), "https://localhost:2273/acme/prod/"],
                          capture_output=True, text=True, check=False)
     body, _, status = out.stdout.rpartition("\n")
     return status, body
