@@ -272,7 +272,9 @@ def publish_usage(source="", wheel="", skip_existing=False):
      'The index host "nohost" must be a host of the inventory\'s `index` group (-e publish_index_host=<host> picks '
      "another one) with publish_index_url (devpi's URL as this controller reaches it, e.g. "
      'https://index.example.com; got "nothing"), devpi_upload_user and devpi_index_name (the private index, '
-     'got "/") and devpi_upload_password (from Ansible Vault) set. Nothing was uploaded.'),
+     'got "/") and devpi_upload_password (from Ansible Vault) set; with a TLS front, the host of '
+     "publish_index_url must be one of its devpi_server_names (got []): its nginx answers no other name. "
+     "Nothing was uploaded."),
     ({"publish_source": "molecule/devpi", "publish_skip_existing": "sometimes"},
      publish_usage(source="molecule/devpi", skip_existing="sometimes")),
 ])
